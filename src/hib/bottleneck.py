@@ -1,0 +1,73 @@
+"""The per-head variational information bottleneck (method.md, "HIB, as this project defines it").
+
+For head (l, h) with context C (B, T, d), training mean mu and std sigma (floored at 0.01):
+
+    C~ = (C - mu) / sigma,  lambda = sigmoid(alpha),  Z~ = lambda C~ + (1 - lambda) eps,
+    Z = sigma Z~ + mu  -> fed to W_O instead of C.
+
+Per element KL(N(lambda c~, (1-lambda)^2) || N(0, 1)) =
+    1/2 [(lambda c~)^2 + (1-lambda)^2 - 1 - 2 ln(1-lambda)],
+and the head's capacity is E_{x,t}[sum over channels of that KL] / ln 2, in bits per frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from hib.heads import Heads
+
+SIGMA_FLOOR = 0.01
+ALPHA_INIT = 5.0
+
+
+def gaussian_kl(c_tilde: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Elementwise KL( N(lam c~, (1-lam)^2) || N(0,1) ), in nats."""
+    one_minus = (1 - lam).clamp(min=1e-6)
+    return 0.5 * ((lam * c_tilde) ** 2 + one_minus**2 - 1 - 2 * torch.log(one_minus))
+
+
+class HeadBottleneck(nn.Module):
+    """Learnable alpha per (layer, head, channel); attach it to a model's heads with `attached`."""
+
+    def __init__(self, heads: Heads, alpha_init: float = ALPHA_INIT):
+        super().__init__()
+        if heads.stats is None:
+            raise ValueError("the bottleneck needs head statistics (Heads.fit_stats)")
+        self.heads = heads
+        self.register_buffer("mu", heads.stats.mean.clone())
+        self.register_buffer("sigma", heads.stats.std.clamp(min=SIGMA_FLOOR))
+        self.alpha = nn.Parameter(torch.full_like(self.mu, alpha_init))
+        self._capacity: list[torch.Tensor | None] = []
+
+    def lambdas(self) -> torch.Tensor:
+        return torch.sigmoid(self.alpha)
+
+    def _apply(self, layer: int, ctx: torch.Tensor, generator: torch.Generator | None):
+        kept = self.heads.kept[layer]
+        mu, sigma = self.mu[layer, kept], self.sigma[layer, kept]  # (h, d)
+        lam = torch.sigmoid(self.alpha[layer, kept])
+        c_tilde = (ctx - mu) / sigma
+        eps = torch.randn(ctx.shape, generator=generator, dtype=ctx.dtype)
+        z_tilde = lam * c_tilde + (1 - lam) * eps
+        kl = gaussian_kl(c_tilde, lam).sum(-1)  # (B, T, h)
+        cap = torch.zeros(self.heads.n_heads, dtype=ctx.dtype)
+        cap = cap.index_put((torch.tensor(kept),), kl.mean(dim=(0, 1)) / math.log(2))
+        self._capacity[layer] = cap
+        return sigma * z_tilde + mu
+
+    @contextmanager
+    def attached(self, generator: torch.Generator | None = None) -> Iterator[HeadBottleneck]:
+        """While inside, every forward of the upstream runs through the bottleneck."""
+        self._capacity = [None] * self.heads.n_layers
+        with self.heads.replace_context(lambda layer, ctx: self._apply(layer, ctx, generator)):
+            yield self
+
+    def capacity(self) -> torch.Tensor:
+        """(L, H) bits per frame of the last forward (differentiable)."""
+        rows = [c if c is not None else torch.zeros(self.heads.n_heads) for c in self._capacity]
+        return torch.stack(rows)

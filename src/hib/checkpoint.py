@@ -1,0 +1,90 @@
+"""A run folder on disk: resolved config, best checkpoint (safetensors), resumable state.
+
+RUN_DIR/config.yaml         the resolved config (what `hib train` actually ran)
+RUN_DIR/model.safetensors   best-validation weights of what was trained (+ head fills)
+RUN_DIR/train_state.pt      last epoch's optimizer and RNG state, for --resume
+RUN_DIR/results.json        see hib.results
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from hib.config import Config, config_from_dict, dump_config
+from hib.data.speech_commands import CLASSES
+from hib.downstream import KSModel
+from hib.errors import HibError
+from hib.heads import HeadStats
+from hib.io import atomic_write, save_tensors, write_text
+from hib.upstream import load_upstream
+
+CONFIG_FILE = "config.yaml"
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "train_state.pt"
+
+
+def save_config(run_dir: Path, config: Config) -> None:
+    write_text(run_dir / CONFIG_FILE, dump_config(config))
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    import yaml
+
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise HibError(f"{run_dir}: not a run folder (no {CONFIG_FILE}); run `hib train` first")
+    return config_from_dict(yaml.safe_load(path.read_text()))
+
+
+def trained_state(model: KSModel, config: Config) -> dict[str, torch.Tensor]:
+    """What a checkpoint stores: the head, plus the upstream when it was fine-tuned."""
+    state = {f"head.{k}": v for k, v in model.head.state_dict().items()}
+    if config.upstream.finetune:
+        state.update({f"upstream.{k}": v for k, v in model.upstream.state_dict().items()})
+    if model.head_stats is not None:
+        state.update(model.head_stats.state_dict())
+    return state
+
+
+def save_model(run_dir: Path, model: KSModel, config: Config) -> None:
+    save_tensors(run_dir / MODEL_FILE, trained_state(model, config))
+
+
+def build_model(config: Config) -> KSModel:
+    upstream = load_upstream(config.upstream.name)
+    model = KSModel.build(upstream, len(CLASSES), config.downstream.proj_dim)
+    model.freeze_upstream(not config.upstream.finetune)
+    return model
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, KSModel]:
+    """The run's config and its best model, in eval mode."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    path = run_dir / MODEL_FILE
+    if not path.is_file():
+        raise HibError(f"{run_dir}: no {MODEL_FILE}; training did not finish an epoch")
+    model = build_model(config)
+    state = load_file(str(path))
+    model.head_stats = HeadStats.from_state_dict(state)
+    weights = {k: v for k, v in state.items() if not k.startswith("heads.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    head_missing = [k for k in missing if k.startswith("head.")]
+    if head_missing or unexpected:
+        raise HibError(f"{path}: does not fit the model ({(head_missing + unexpected)[:3]} ...)")
+    model.eval()
+    return config, model
+
+
+def save_train_state(run_dir: Path, state: dict) -> None:
+    atomic_write(run_dir / STATE_FILE, lambda p: torch.save(state, p))
+
+
+def load_train_state(run_dir: Path) -> dict | None:
+    path = run_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    return torch.load(path, weights_only=False)

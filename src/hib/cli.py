@@ -1,0 +1,186 @@
+"""`hib` on the command line: a thin layer over hib.pipeline, hib.train and hib.data.
+
+Every user mistake ends as one line `error: ...` and exit status 2; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hib.errors import HibError
+
+
+def _cmd_synth(args: argparse.Namespace) -> None:
+    from hib.data.synth.corpus import SynthConfig, build_corpus
+
+    out = build_corpus(
+        Path(args.out), SynthConfig(n_clips=args.clips, seed=args.seed), workers=args.workers
+    )
+    print(f"corpus: {out}")
+
+
+def _cmd_download(args: argparse.Namespace) -> None:
+    from hib.data.download import download_speech_commands
+
+    print(f"speech commands: {download_speech_commands(args.version, Path(args.dest))}")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from hib.config import load_config
+    from hib.train import train
+
+    config = load_config(args.config, args.overrides)
+    out = Path(args.out or Path("runs") / (Path(args.config).stem if args.config else "default"))
+    results = train(config, out, resume=args.resume)
+    print(f"test accuracy {results['accuracy']:.4f}  (run folder: {out})")
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from hib.data.speech_commands import load_split
+    from hib.evaluate import evaluate
+    from hib.pipeline import Run
+
+    run = Run(args.run_dir, progress=not args.json)
+    data = Path(args.data) if args.data else run.splits["root"]
+    dataset = load_split(data, args.split, args.protocol)
+    if args.method:
+        result = run.pruned_accuracy(args.method, args.ratio, dataset)
+    else:
+        result = evaluate(run.model, dataset, progress=not args.json).to_dict()
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"accuracy {result['accuracy']:.4f} on {result['n']} clips ({data}, {args.split})")
+    for name, acc in result["per_class"].items():
+        print(f"  {name:>10s} {acc:.4f}")
+
+
+def _cmd_score(args: argparse.Namespace) -> None:
+    from hib.pipeline import Run
+
+    options = {"clips": args.clips}
+    if args.method == "hib":
+        options["beta"] = args.beta
+    scores = Run(args.run_dir).score(args.method, **options)
+    print(f"{args.method} scores (layers x heads, higher = more important):")
+    for layer, row in enumerate(scores.tolist()):
+        print(f"  layer {layer}: " + " ".join(f"{v:8.3f}" for v in row))
+
+
+def _cmd_prune(args: argparse.Namespace) -> None:
+    from hib.pipeline import Run
+    from hib.prune import parse_ratios
+
+    run = Run(args.run_dir)
+    if args.fill:
+        run.config.heads.fill = args.fill
+    refit = parse_ratios(args.refit_ratios) if args.refit else None
+    record = run.prune(
+        args.method, parse_ratios(args.ratios), args.min_heads_per_layer, args.iterative, refit
+    )
+    for point in record["curve"]:
+        print(
+            f"  pruned {point['ratio']:.2f} ({point['pruned']:3d} heads): "
+            f"accuracy {point['accuracy']:.4f}"
+        )
+    for point in record.get("curve_refit", []):
+        print(
+            f"  refit  {point['ratio']:.2f} ({point['pruned']:3d} heads): "
+            f"accuracy {point['accuracy']:.4f}"
+        )
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from hib.report import write_report
+
+    print(f"report: {write_report(Path(args.run_dir))}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from hib.demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="build or fetch a Speech Commands-layout corpus")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    synth = data_sub.add_parser("synth", help="synthesize the offline keyword corpus")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--clips", type=int, default=10000)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--workers", type=int, default=2)
+    synth.set_defaults(func=_cmd_synth)
+    download = data_sub.add_parser("download", help="fetch the official archives")
+    download.add_argument("corpus", choices=["speech-commands"])
+    download.add_argument("--version", default="0.01", choices=["0.01", "0.02"])
+    download.add_argument("--dest", required=True)
+    download.set_defaults(func=_cmd_download)
+
+    train = sub.add_parser("train", help="train the KS downstream")
+    train.add_argument("--config", help="YAML config (see configs/)")
+    train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=2")
+    train.add_argument("--out", help="run folder (default runs/<config name>)")
+    train.add_argument("--resume", action="store_true", help="continue from train_state.pt")
+    train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="accuracy of a trained run on a corpus split")
+    ev.add_argument("run_dir")
+    ev.add_argument("--data", help="Speech Commands-layout folder (default: the run's corpus)")
+    ev.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    ev.add_argument("--protocol", default="lists", choices=["lists", "superb"])
+    ev.add_argument("--method", help="evaluate with this method's pruning ...")
+    ev.add_argument("--ratio", type=float, default=0.0, help="... at this pruned fraction")
+    ev.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    ev.set_defaults(func=_cmd_eval)
+
+    score = sub.add_parser("score", help="score every head with a method")
+    score.add_argument("run_dir")
+    score.add_argument("--method", default="hib")
+    score.add_argument("--beta", type=float, help="HIB beta (default: chosen on validation)")
+    score.add_argument("--clips", type=int, default=1000, help="training clips to score on")
+    score.set_defaults(func=_cmd_score)
+
+    prune = sub.add_parser("prune", help="prune by a method's scores and measure accuracy")
+    prune.add_argument("run_dir")
+    prune.add_argument("--method", default="hib")
+    prune.add_argument("--ratios", default="0:1:0.05", help="start:stop:step or a,b,c")
+    prune.add_argument("--fill", choices=["mean", "zero"], help="default: the run's heads.fill")
+    prune.add_argument("--min-heads-per-layer", type=int, default=0)
+    prune.add_argument("--iterative", action="store_true", help="re-score after each step")
+    prune.add_argument("--refit", action="store_true", help="also re-fit the task head")
+    prune.add_argument("--refit-ratios", default="0.2,0.4,0.6")
+    prune.set_defaults(func=_cmd_prune)
+
+    report = sub.add_parser("report", help="write report.html and PNGs from results.json")
+    report.add_argument("run_dir")
+    report.set_defaults(func=_cmd_report)
+
+    demo = sub.add_parser("demo", help="the whole job on the embedded default")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--quick", action="store_true", help="a tiny smoke run (minutes)")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except HibError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

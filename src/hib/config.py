@@ -1,0 +1,200 @@
+"""Run configuration: typed dataclasses, YAML files, dotted overrides (`train.lr=3e-4`).
+
+Unknown keys are errors (with a suggestion), never silently ignored: a typo in a config must
+not quietly train with a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hib.errors import ConfigError
+
+DEFAULT_SEED = 1337
+
+
+@dataclass
+class DataConfig:
+    root: str | None = None  # a Speech Commands-layout folder; None = the synthesized corpus
+    protocol: str = "lists"  # "lists" (validation_list/testing_list) or "superb"
+    test_root: str | None = None  # superb protocol: the separate official test set
+    synth_clips: int = 10000  # size of the synthesized corpus when root is None
+    augment: bool = True  # training-time noise, shift and gain
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    train_limit: int | None = None  # use at most this many training clips (quick runs)
+    eval_limit: int | None = None  # ... and validation clips
+
+
+@dataclass
+class UpstreamConfig:
+    name: str = "whisper-tiny.en"
+    finetune: bool = False  # SUPERB default: frozen
+
+
+@dataclass
+class DownstreamConfig:
+    proj_dim: int = 256
+
+
+@dataclass
+class HeadsConfig:
+    stats_clips: int = 1000  # training clips for each head's context mean/std (Welford)
+    fill: str = "mean"  # what a removed head passes on: its training mean, or "zero"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 1e-3
+    upstream_lr: float = 1e-5  # used only with upstream.finetune
+    weight_decay: float = 0.0
+    steps_per_epoch: int | None = None  # None = one pass over the training split
+    num_threads: int | None = None  # torch CPU threads; None = torch default
+
+
+@dataclass
+class Config:
+    seed: int = DEFAULT_SEED
+    data: DataConfig = field(default_factory=DataConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(obj: Any) -> Any:
+    """Tuples -> lists, recursively, so the dict is YAML/JSON friendly."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check `value` against the field's type hint; accept ints for floats, lists for tuples."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key '{key}': {value!r} is not a valid {hint}")
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"config key '{key}': expected a list of {len(args)}, got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint in (str, bool) and isinstance(value, hint):
+        return value
+    name = getattr(hint, "__name__", hint)
+    raise ConfigError(f"config key '{key}': expected {name}, got {value!r}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(_unknown_key(prefix + str(key), [prefix + n for n in names]))
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, prefix + key + ".")
+        else:
+            kwargs[key] = _coerce(value, hint, prefix + key)
+    return cls(**kwargs)
+
+
+def _unknown_key(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
+    return f"unknown config key '{key}'{hint}"
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config override '{dotted}': '{part}' is not a section")
+    node[last] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """['train.lr=3e-4', 'data.root=/x'] -> nested dict; values parsed as YAML scalars."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Nested dicts merge key by key; any other value in `update` replaces."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- YAML file <- dotted overrides, validated against the dataclasses."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    tree = deep_merge(tree, parse_overrides(overrides or []))
+    return _build(Config, tree)
+
+
+def config_from_dict(tree: dict[str, Any]) -> Config:
+    return _build(Config, tree)
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

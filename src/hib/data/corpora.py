@@ -1,0 +1,30 @@
+"""Which corpus a run reads: a user's Speech Commands folder, or the synthesized default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hib.config import DataConfig
+from hib.data.synth.corpus import SynthConfig, build_corpus
+from hib.errors import DataError
+from hib.paths import cache_dir
+
+
+def default_corpus_dir(n_clips: int) -> Path:
+    return cache_dir() / "corpora" / f"synth-ks-{n_clips}"
+
+
+def resolve_data_root(data: DataConfig, progress: bool = True) -> Path:
+    """The folder to read; builds (once, cached) the synthesized corpus when none is given."""
+    if data.root is not None:
+        root = Path(data.root).expanduser()
+        if not root.is_dir():
+            raise DataError(f"data folder not found: {root}")
+        return root
+    return Path(
+        build_corpus(
+            default_corpus_dir(data.synth_clips),
+            SynthConfig(n_clips=data.synth_clips),
+            progress=progress,
+        )
+    )

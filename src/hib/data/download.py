@@ -1,0 +1,171 @@
+"""Fetching and unpacking the Speech Commands archives, safely and only once.
+
+Each archive is streamed to a temporary file, checked, then renamed into place, so an
+interrupted or corrupted download never looks finished. Unpacking goes to a temporary folder
+first and a marker file records success, so a second call skips what is already there.
+
+Checksums: the SHA-256 of three of the four archives are the ones published by TensorFlow
+Datasets (url_checksums/speech_commands.txt) and torchaudio (datasets/speechcommands.py):
+they agree on v0.02; v0.01 comes from torchaudio. No published checksum of
+speech_commands_test_set_v0.01.tar.gz was found, so that archive is verified only by gzip
+CRC and tar structure while unpacking, unless the caller passes `expected_sha256`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from hib.errors import DataError
+from hib.io import atomic_write
+
+DEFAULT_BASE_URL = "http://download.tensorflow.org/data"
+VERSIONS = ("0.01", "0.02")
+KNOWN_SHA256 = {
+    "speech_commands_v0.01.tar.gz": (
+        "743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d"
+    ),
+    "speech_commands_v0.02.tar.gz": (
+        "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
+    ),
+    "speech_commands_test_set_v0.02.tar.gz": (
+        "cc2a00c1147c2254e9be3fa0f779d8c17421dc349b86366567a8edfa9acd51df"
+    ),
+}
+_SCHEMES = ("http", "https", "file")
+_CHUNK = 1 << 20
+_CORRUPT = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def official_test_dir(version: str) -> str:
+    """The folder (inside the corpus folder) the official test archive is unpacked into."""
+    return f"speech_commands_test_set_v{version}"
+
+
+def download_speech_commands(
+    version: str = "0.01",
+    dest: str | Path | None = None,
+    base_url: str = DEFAULT_BASE_URL,
+    progress: bool = True,
+    timeout: float = 10.0,
+    expected_sha256: dict[str, str] | None = None,
+) -> Path:
+    """Download and unpack Speech Commands `version`; returns the corpus folder.
+
+    The train archive is unpacked into `dest` (default data/speech_commands_v<version>), the
+    official test archive into `dest/speech_commands_test_set_v<version>` (pass it to
+    `load_split(test_root=...)`). `expected_sha256` maps archive names to checksums that
+    replace or extend KNOWN_SHA256. A corpus unpacked by hand needs no call: load it directly.
+    """
+    if version not in VERSIONS:
+        raise DataError(f"unknown Speech Commands version {version!r}: use one of {VERSIONS}")
+    scheme = urllib.parse.urlsplit(base_url).scheme
+    if scheme not in _SCHEMES:
+        raise DataError(f"{base_url}: unsupported URL scheme (use http://, https:// or file://)")
+    dest = Path(dest) if dest is not None else Path("data") / f"speech_commands_v{version}"
+    checksums = {**KNOWN_SHA256, **(expected_sha256 or {})}
+    archives = {
+        f"speech_commands_v{version}.tar.gz": dest,
+        f"speech_commands_test_set_v{version}.tar.gz": dest / official_test_dir(version),
+    }
+    offline_hint = (
+        f"download {' and '.join(archives)} on a machine with internet and unpack them into "
+        f"{' and '.join(str(t) for t in archives.values())}"
+    )
+    for name, target in archives.items():
+        marker = target / f".{name}.unpacked"
+        if marker.exists():
+            continue
+        archive = dest / name
+        if not archive.exists():  # an archive left by an interrupted run was already verified
+            url = f"{base_url.rstrip('/')}/{name}"
+            _fetch(url, archive, checksums.get(name), progress, timeout, base_url, offline_hint)
+        _unpack(archive, target, dest)
+        marker.touch()
+        archive.unlink()
+    return dest
+
+
+def _fetch(
+    url: str,
+    path: Path,
+    sha256: str | None,
+    progress: bool,
+    timeout: float,
+    base_url: str,
+    offline_hint: str,
+) -> None:
+    """Stream `url` into `path` atomically; nothing is left at `path` unless it checks out."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            atomic_write(path, lambda tmp: _save(response, tmp, url, sha256, progress))
+    except urllib.error.HTTPError as exc:
+        raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise DataError(f"cannot reach {base_url} ({exc.reason}): {offline_hint}") from None
+    except OSError as exc:  # timeouts and resets while connecting or reading
+        raise DataError(f"cannot download {url} ({exc}): {offline_hint}") from None
+
+
+def _save(response: Any, tmp: Path, url: str, sha256: str | None, progress: bool) -> None:
+    """Copy the response to tmp, hashing as it goes; raise if it is short or the hash differs."""
+    length = response.headers.get("Content-Length")
+    total = int(length) if length else None
+    digest = hashlib.sha256()
+    received = 0
+    with (
+        tmp.open("wb") as out,
+        tqdm(total=total, unit="B", unit_scale=True, desc=url, disable=not progress) as bar,
+    ):
+        while chunk := response.read(_CHUNK):
+            out.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+            bar.update(len(chunk))
+    if total is not None and received != total:
+        raise DataError(f"{url}: incomplete download ({received} of {total} bytes)")
+    if sha256 is not None and digest.hexdigest() != sha256.lower():
+        raise DataError(
+            f"{url}: checksum mismatch (sha256 {digest.hexdigest()}, expected {sha256})"
+        )
+
+
+def _unpack(archive: Path, target: Path, workdir: Path) -> None:
+    """Extract into a temporary folder in `workdir`, then move the entries into `target`.
+
+    tarfile's "data" filter refuses absolute paths, `..` and links out of the folder.
+    A corrupt archive is deleted so that the next call downloads it again.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=workdir))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+        target.mkdir(parents=True, exist_ok=True)
+        for entry in tmp.iterdir():
+            _replace(entry, target / entry.name)
+    except _CORRUPT as exc:
+        archive.unlink(missing_ok=True)
+        raise DataError(f"{archive}: corrupt or unsafe archive ({exc}); deleted it") from None
+    except OSError as exc:
+        raise DataError(f"cannot unpack {archive} into {target} ({exc})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace(src: Path, dst: Path) -> None:
+    """Move src to dst, replacing a leftover of an earlier, interrupted unpack."""
+    if dst.is_dir() and not dst.is_symlink():
+        shutil.rmtree(dst)
+    os.replace(src, dst)

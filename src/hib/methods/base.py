@@ -1,0 +1,50 @@
+"""The one interface every head-importance method implements.
+
+    scores = get_method("taylor", seed=0, clips=500).score(model, train_split)  # (L, H)
+
+Higher score = more important head. Methods reach heads only through `model.heads()`
+(hib.heads), so they work on every upstream the heads module supports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+import torch
+from torch.utils.data import DataLoader
+
+from hib.config import DEFAULT_SEED
+from hib.data.speech_commands import KSDataset
+from hib.downstream import KSModel
+
+
+class HeadMethod:
+    """Base class: subclasses set `name` and implement `score`."""
+
+    name: ClassVar[str]
+    data_driven: ClassVar[bool] = True  # False: the score ignores the data (random, magnitude)
+
+    def __init__(self, seed: int = DEFAULT_SEED, clips: int = 1000, batch_size: int = 32):
+        self.seed = seed
+        self.clips = clips
+        self.batch_size = batch_size
+
+    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+        """(n_layers, n_heads) importance on the model's original head grid."""
+        raise NotImplementedError
+
+    def options(self) -> dict:
+        """What results.json records about how the scores were made."""
+        return {"seed": self.seed, "clips": self.clips}
+
+    def batches(
+        self, data: KSDataset, epoch: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The first `clips` clips of a seeded shuffle (the same clips every epoch, new order)."""
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
+        subset = order[: self.clips].tolist()
+        generator = torch.Generator().manual_seed(self.seed + 1 + epoch)
+        shuffled = [subset[i] for i in torch.randperm(len(subset), generator=generator)]
+        loader = DataLoader(torch.utils.data.Subset(data, shuffled), batch_size=self.batch_size)
+        yield from loader

@@ -1,0 +1,78 @@
+"""hib: a head's contribution = its capacity (bits per frame) after fitting the bottleneck.
+
+Only alpha is trained, the upstream and the task head stay frozen; the loss is
+CE + beta * mean capacity. Each head's score is its capacity averaged over the last epoch.
+With several betas, the one whose pruning curve on the *validation* split has the largest
+area wins (never the test split).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from hib.bottleneck import HeadBottleneck
+from hib.data.speech_commands import KSDataset
+from hib.downstream import KSModel
+from hib.methods.base import HeadMethod
+from hib.methods.registry import register
+
+DEFAULT_BETAS = (0.01, 0.1, 1.0)
+
+
+@register
+class HIB(HeadMethod):
+    name = "hib"
+
+    def __init__(
+        self,
+        beta: float = 0.1,
+        epochs: int = 2,
+        lr: float = 1.0,  # Adam on alpha, as IBA fits its per-pixel alphas
+        plateau_tol: float = 1e-3,
+        progress: bool = False,
+        **common,
+    ):
+        super().__init__(**common)
+        self.beta, self.epochs, self.lr = beta, epochs, lr
+        self.plateau_tol = plateau_tol
+        self.progress = progress
+        self.history: list[float] = []
+
+    def options(self) -> dict:
+        return {**super().options(), "beta": self.beta, "epochs": self.epochs, "lr": self.lr}
+
+    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+        model.eval()
+        bottleneck = HeadBottleneck(model.heads())
+        optimizer = torch.optim.Adam([bottleneck.alpha], lr=self.lr)
+        generator = torch.Generator().manual_seed(self.seed)
+        self.history = []
+        for epoch in range(self.epochs):
+            cap_sum, count, loss_sum = torch.zeros(model.heads().shape), 0, 0.0
+            batches = self.batches(data, epoch)
+            for waves, labels in tqdm(
+                batches, desc=f"hib epoch {epoch + 1}", leave=False, disable=not self.progress
+            ):
+                with bottleneck.attached(generator):
+                    logits = model(waves)
+                capacity = bottleneck.capacity()
+                loss = F.cross_entropy(logits, labels) + self.beta * capacity.mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                cap_sum += capacity.detach() * len(labels)
+                loss_sum += loss.item() * len(labels)
+                count += len(labels)
+            self.history.append(loss_sum / max(count, 1))
+            if self._plateaued():
+                break
+        return cap_sum / max(count, 1)
+
+    def _plateaued(self) -> bool:
+        """The epoch loss improved by less than plateau_tol (relative) over the one before."""
+        if len(self.history) < 2:
+            return False
+        before, now = self.history[-2], self.history[-1]
+        return before - now < self.plateau_tol * abs(before)

@@ -1,0 +1,21 @@
+"""Name -> method class, so the CLI and the shared test table reach every method alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hib.errors import HibError
+from hib.methods.base import HeadMethod
+
+METHODS: dict[str, type[HeadMethod]] = {}
+
+
+def register(cls: type[HeadMethod]) -> type[HeadMethod]:
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str, **options: Any) -> HeadMethod:
+    if name not in METHODS:
+        raise HibError(f"unknown method '{name}' (known: {', '.join(sorted(METHODS))})")
+    return METHODS[name](**options)

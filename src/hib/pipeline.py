@@ -1,0 +1,196 @@
+"""The Python API behind the CLI: a trained run folder, scored, pruned and reported.
+
+run = Run("runs/demo")
+run.score("hib")                        # (L, H) scores -> results.json, scores/hib.safetensors
+run.prune("hib", ratios=[0.2, 0.4])     # accuracy curve on the test split
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from hib.checkpoint import load_run
+from hib.data.speech_commands import KSDataset, background_noises
+from hib.errors import HibError
+from hib.evaluate import evaluate
+from hib.io import save_tensors
+from hib.methods import get_method
+from hib.methods.hib import DEFAULT_BETAS
+from hib.prune import curve_area, n_to_prune, parse_ratios, prune_mask, refit_head, sweep
+from hib.results import read_results, update_results
+from hib.train import load_splits
+
+VALIDATION_RATIOS = parse_ratios("0:0.9:0.1")
+RANDOM_SEEDS = 5
+
+
+class Run:
+    """A trained run folder, with its model and data loaded once."""
+
+    def __init__(self, run_dir: str | Path, progress: bool = True):
+        self.dir = Path(run_dir)
+        self.config, self.model = load_run(self.dir)
+        self.progress = progress
+        self._splits: dict[str, Any] | None = None
+
+    @property
+    def splits(self) -> dict[str, Any]:
+        if self._splits is None:
+            self._splits = load_splits(self.config, self.progress)
+        return self._splits
+
+    def split(self, name: str) -> KSDataset:
+        return self.splits[name]
+
+    @property
+    def fill(self) -> str:
+        return self.config.heads.fill
+
+    # --- scores --------------------------------------------------------------------------
+    def _method(self, name: str, seed: int | None = None, **options: Any):
+        common = {"seed": self.config.seed if seed is None else seed}
+        if name == "hib":
+            options.setdefault("progress", self.progress)
+        return get_method(name, **common, **options)
+
+    def compute_scores(self, name: str, seed: int | None = None, **options: Any) -> torch.Tensor:
+        method = self._method(name, seed, **options)
+        return method.score(self.model, self.split("train"))
+
+    def select_beta(self, betas: tuple[float, ...] = DEFAULT_BETAS, **options: Any) -> dict:
+        """Fit HIB at each beta; keep the one with the largest validation-curve area."""
+        trials = []
+        for beta in betas:
+            scores = self.compute_scores("hib", beta=beta, **options)
+            curve = sweep(
+                self.model, self.split("validation"), scores, VALIDATION_RATIOS, self.fill
+            )
+            trials.append({"beta": beta, "area": curve_area(curve), "scores": scores})
+            if self.progress:
+                print(f"hib beta {beta:g}: validation area {trials[-1]['area']:.4f}")
+        best = max(trials, key=lambda t: t["area"])
+        return {
+            "beta": best["beta"],
+            "scores": best["scores"],
+            "validation_areas": {str(t["beta"]): t["area"] for t in trials},
+        }
+
+    def score(self, name: str, **options: Any) -> torch.Tensor:
+        """Score heads with a method, store the scores and record them in results.json."""
+        start = time.perf_counter()
+        record: dict[str, Any] = {}
+        if name == "hib" and options.get("beta") is None:
+            options.pop("beta", None)
+            chosen = self.select_beta(**options)
+            scores = chosen.pop("scores")
+            record.update(chosen)
+        else:
+            method = self._method(name, **options)
+            scores = method.score(self.model, self.split("train"))
+            record.update(method.options())
+        record["seconds"] = time.perf_counter() - start
+        record["scores"] = scores.tolist()
+        save_tensors(self.dir / "scores" / f"{name}.safetensors", {"scores": scores})
+        update_results(self.dir, {"methods": {name: record}})
+        return scores
+
+    def stored_scores(self, name: str) -> torch.Tensor:
+        path = self.dir / "scores" / f"{name}.safetensors"
+        if not path.is_file():
+            raise HibError(
+                f"no {name} scores in {self.dir}: run `hib score {self.dir} --method {name}` first"
+            )
+        return load_file(str(path))["scores"]
+
+    # --- pruning -------------------------------------------------------------------------
+    def _seed_scores(self, name: str) -> list[torch.Tensor]:
+        """Random is a distribution, so its curve is a mean over seeds; others score once."""
+        if name != "random":
+            return [self.stored_scores(name)]
+        return [
+            self.compute_scores("random", seed=self.config.seed + s) for s in range(RANDOM_SEEDS)
+        ]
+
+    def prune(
+        self,
+        name: str,
+        ratios: list[float],
+        min_per_layer: int = 0,
+        iterative: bool = False,
+        refit_ratios: list[float] | None = None,
+        refit_steps: int = 100,
+    ) -> dict:
+        """Accuracy on the test split at each ratio (and after re-fitting the task head)."""
+        test = self.split("test")
+        rescore = None
+        if iterative:
+            if name == "random":
+                raise HibError("--iterative makes no sense for random scores")
+            beta = read_results(self.dir).get("methods", {}).get(name, {}).get("beta")
+            extra = {"beta": beta} if name == "hib" and beta is not None else {}
+            rescore = lambda mask: self.compute_scores(name, **extra)  # noqa: E731
+        curves = [
+            sweep(self.model, test, s, ratios, self.fill, min_per_layer, rescore)
+            for s in self._seed_scores(name)
+        ]
+        record: dict[str, Any] = {
+            "curve": _mean_curve(curves),
+            "fill": self.fill,
+            "min_per_layer": min_per_layer,
+            "iterative": iterative,
+        }
+        if len(curves) > 1:
+            record["curves_per_seed"] = curves
+        if refit_ratios:
+            record["curve_refit"] = self.refit_curve(name, refit_ratios, min_per_layer, refit_steps)
+        update_results(self.dir, {"methods": {name: record}})
+        return record
+
+    def refit_curve(self, name: str, ratios: list[float], min_per_layer: int, steps: int):
+        train = self.split("train")
+        noises = background_noises(self.splits["root"]) if self.config.data.augment else []
+        test = self.split("test")
+
+        def refit_accuracy(mask: torch.Tensor) -> float:
+            refit = refit_head(self.model, mask, train, noises, self.config, steps, self.fill)
+            with refit.heads().masked(mask, self.fill):
+                return evaluate(refit, test).accuracy
+
+        curves = [
+            sweep(
+                self.model,
+                test,
+                s,
+                ratios,
+                self.fill,
+                min_per_layer,
+                evaluate_masked=refit_accuracy,
+            )
+            for s in self._seed_scores(name)
+        ]
+        return _mean_curve(curves)
+
+    def pruned_accuracy(self, name: str, ratio: float, dataset: KSDataset) -> dict:
+        """Evaluate `dataset` with `name`'s pruning at `ratio` (mean fill unless configured)."""
+        heads = self.model.heads()
+        n = n_to_prune(ratio, heads.n_layers * heads.n_heads)
+        mask = prune_mask(self.stored_scores(name), n)
+        with heads.masked(mask, self.fill):
+            return evaluate(self.model, dataset).to_dict()
+
+
+def _mean_curve(curves: list[list[dict]]) -> list[dict]:
+    return [
+        {
+            "ratio": points[0]["ratio"],
+            "pruned": points[0]["pruned"],
+            "accuracy": float(np.mean([p["accuracy"] for p in points])),
+        }
+        for points in zip(*curves, strict=True)
+    ]

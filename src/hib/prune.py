@@ -1,0 +1,136 @@
+"""Pruning by score: rank heads globally, remove the lowest, measure what is left.
+
+`curve` entries are {"ratio": pruned/all, "pruned": int, "accuracy": float}. Without `refit`
+the task head stays as trained (the paper's protocol); with `refit` the task head is re-trained
+on the pruned model's features, reported as a separate curve.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from hib.config import Config
+from hib.data.speech_commands import KSDataset
+from hib.downstream import KSModel
+from hib.errors import HibError
+from hib.evaluate import evaluate
+from hib.train import epoch_loader, train_epoch
+
+
+def parse_ratios(spec: str) -> list[float]:
+    """'0:1:0.05' -> [0.0, 0.05, ..., 1.0]; '0.2,0.4' -> [0.2, 0.4]."""
+    try:
+        if ":" in spec:
+            start, stop, step = (float(x) for x in spec.split(":"))
+            if step <= 0:
+                raise ValueError
+            n = int(round((stop - start) / step))
+            values = [round(start + i * step, 6) for i in range(n + 1)]
+        else:
+            values = [float(x) for x in spec.split(",")]
+    except ValueError:
+        raise HibError(f"ratios '{spec}': expected start:stop:step or a comma list") from None
+    if any(not 0 <= r <= 1 for r in values):
+        raise HibError(f"ratios '{spec}': every ratio must lie in [0, 1]")
+    return values
+
+
+def n_to_prune(ratio: float, n_heads: int) -> int:
+    return int(round(ratio * n_heads))
+
+
+def prune_mask(scores: torch.Tensor, n_prune: int, min_per_layer: int = 0) -> torch.Tensor:
+    """(L, H) keep-mask removing the n_prune lowest-scored heads, keeping min_per_layer each.
+
+    Ties break by position (layer-major), so a ranking is fully determined by the scores.
+    """
+    n_layers, n_heads = scores.shape
+    mask = torch.ones(n_layers, n_heads, dtype=torch.bool)
+    order = np.argsort(scores.flatten().double().numpy(), kind="stable")
+    left = [n_heads] * n_layers
+    removed = 0
+    for flat in order:
+        if removed == n_prune:
+            break
+        layer, head = divmod(int(flat), n_heads)
+        if left[layer] <= min_per_layer:
+            continue
+        mask[layer, head] = False
+        left[layer] -= 1
+        removed += 1
+    return mask
+
+
+def sweep(
+    model: KSModel,
+    dataset: KSDataset,
+    scores: torch.Tensor,
+    ratios: list[float],
+    fill: str = "mean",
+    min_per_layer: int = 0,
+    rescore: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    evaluate_masked: Callable[[torch.Tensor], float] | None = None,
+) -> list[dict]:
+    """Accuracy at each pruned fraction.
+
+    rescore: iterative pruning; called with the current mask (active while it runs), returns
+    fresh scores; heads already removed stay removed. evaluate_masked: overrides how a mask is
+    scored (the re-fit curve uses it).
+    """
+    heads = model.heads()
+    total = heads.n_layers * heads.n_heads
+    mask = torch.ones(heads.shape, dtype=torch.bool)
+    curve = []
+    for ratio in sorted(ratios):
+        n = n_to_prune(ratio, total)
+        if rescore is None:
+            mask = prune_mask(scores, n, min_per_layer)
+        else:
+            with heads.masked(mask, fill):
+                fresh = rescore(mask)
+            fresh = torch.where(mask, fresh, torch.full_like(fresh, -torch.inf))
+            mask = prune_mask(fresh, n, min_per_layer)
+        if evaluate_masked is not None:
+            accuracy = evaluate_masked(mask)
+        else:
+            with heads.masked(mask, fill):
+                accuracy = evaluate(model, dataset).accuracy
+        curve.append({"ratio": ratio, "pruned": int((~mask).sum()), "accuracy": accuracy})
+    return curve
+
+
+def curve_area(curve: list[dict], max_ratio: float = 0.9) -> float:
+    """Mean accuracy over the curve's pruned fractions from 0 to max_ratio."""
+    points = [p["accuracy"] for p in curve if p["ratio"] <= max_ratio + 1e-9]
+    return float(np.mean(points)) if points else float("nan")
+
+
+def refit_head(
+    model: KSModel,
+    mask: torch.Tensor,
+    train_set: KSDataset,
+    noises: list,
+    config: Config,
+    steps: int,
+    fill: str = "mean",
+) -> KSModel:
+    """A copy of the model whose task head was re-trained `steps` steps on the pruned features.
+
+    The upstream is shared (frozen), the mask stays active only inside this call and wherever
+    the caller masks again.
+    """
+    refit = KSModel(model.upstream, copy.deepcopy(model.head))
+    refit.head_stats = model.head_stats
+    optimizer = torch.optim.AdamW(refit.head.parameters(), lr=config.train.lr)
+    step_config = copy.deepcopy(config)
+    step_config.train.steps_per_epoch = steps
+    step_config.upstream.finetune = False
+    loader = epoch_loader(train_set, noises, step_config, epoch=10_000)
+    with refit.heads().masked(mask, fill):
+        train_epoch(refit, loader, optimizer, step_config, "refit", progress=False)
+    refit.eval()
+    return refit

@@ -1,0 +1,96 @@
+"""The heads module on the toy upstream (tests/upstream covers the real ones)."""
+
+import pytest
+import torch
+
+from hib.heads import Heads
+from tests.toy import toy_data, trained_toy_model
+
+
+def test_enumerates_every_head():
+    heads = trained_toy_model(num_heads=4).heads()
+    assert heads.shape == (1, 4)
+    assert [h.name for h in heads] == ["L0.H0", "L0.H1", "L0.H2", "L0.H3"]
+    assert len(heads) == 4
+
+
+def test_hooks_leave_nothing_behind():
+    model = trained_toy_model()
+    heads = model.heads()
+    x, _ = toy_data(8)
+    before = model(x)
+    with heads.masked(torch.zeros(heads.shape), fill="zero"):
+        assert not torch.allclose(model(x), before)
+    assert torch.equal(model(x), before)
+    assert not heads.blocks[0].out_proj._forward_pre_hooks
+
+
+def test_capture_sees_the_per_head_context():
+    model = trained_toy_model(num_heads=2, informative_head=1)
+    x, y = toy_data(16)
+    with model.heads().capture() as record:
+        model(x)
+    ctx = record[0][0]
+    assert ctx.shape == (16, 4, 2, 4)
+    # the informative head's first channel is the label (uniform attention averages +-1 frames)
+    assert torch.allclose(ctx[:, 0, 1, 0], y.float() * 2 - 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("fill", ["mean", "zero"])
+def test_mask_equals_physical_removal(fill):
+    model = trained_toy_model(num_heads=4)
+    x, _ = toy_data(32, seed=4)
+    mask = torch.tensor([[True, False, True, False]])
+    with model.heads().masked(mask, fill):
+        masked = model(x)
+    model.heads().prune(mask, fill)
+    pruned = model(x)
+    assert model.heads().blocks[0].num_heads == 2
+    assert model.upstream.attn.q_proj.out_features == 8 // 4 * 2
+    assert (masked - pruned).abs().max().item() < 1e-5
+    assert model.heads().alive().tolist() == mask.tolist()
+
+
+def test_mask_after_pruning_uses_original_indices():
+    model = trained_toy_model(num_heads=4)
+    x, _ = toy_data(16, seed=5)
+    first = torch.tensor([[True, False, True, True]])
+    second = torch.tensor([[True, False, False, True]])
+    with model.heads().masked(second):
+        expected = model(x)
+    model.heads().prune(first)
+    with model.heads().masked(second):
+        got = model(x)
+    assert (expected - got).abs().max().item() < 1e-5
+
+
+def test_removing_every_head_of_a_layer_keeps_shapes_valid():
+    model = trained_toy_model(num_heads=2)
+    x, _ = toy_data(8)
+    mask = torch.zeros(1, 2, dtype=torch.bool)
+    with model.heads().masked(mask):
+        expected = model(x)
+    model.heads().prune(mask)
+    assert (model(x) - expected).abs().max().item() < 1e-5
+    assert len(model.heads()) == 0
+
+
+def test_stats_match_direct_computation():
+    model = trained_toy_model(num_heads=2)
+    x, _ = toy_data(96, seed=7)
+    heads = Heads(model.upstream)
+    stats = heads.fit_stats(iter(x.split(40)), max_clips=96)
+    with heads.capture() as record:
+        model.upstream(x)
+    ctx = record[0][0].reshape(-1, 2, 4)
+    assert torch.allclose(stats.mean[0], ctx.mean(0), atol=1e-5)
+    assert torch.allclose(stats.std[0], ctx.std(0, unbiased=False), atol=1e-4)
+    assert stats.n_clips == 96
+
+
+def test_mean_fill_needs_stats():
+    model = trained_toy_model()
+    heads = Heads(model.upstream)
+    heads.stats = None
+    with pytest.raises(ValueError, match="mean fill needs head statistics"):
+        heads.fill_values("mean")
