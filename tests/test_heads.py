@@ -94,3 +94,47 @@ def test_mean_fill_needs_stats():
     heads.stats = None
     with pytest.raises(ValueError, match="mean fill needs head statistics"):
         heads.fill_values("mean")
+
+
+def _with_stats(upstream, n_classes: int = 12):
+    from hib.downstream import KSModel
+
+    torch.manual_seed(0)
+    model = KSModel.build(upstream, n_classes).eval()
+    waves = 0.1 * torch.randn(8, 16000)
+    model.head_stats = model.heads().fit_stats(iter([waves]), max_clips=8)
+    return model
+
+
+@pytest.mark.parametrize("fill", ["mean", "zero"])
+def test_mask_equals_removal_on_every_tiny_upstream(tiny_upstream, fill):
+    model = _with_stats(tiny_upstream)
+    heads = model.heads()
+    mask = torch.rand(heads.shape, generator=torch.Generator().manual_seed(1)) > 0.5
+    mask[0] = False  # one layer loses every head
+    waves = 0.1 * torch.randn(3, 16000, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), heads.masked(mask, fill):
+        masked = model(waves)
+    heads.prune(mask, fill)
+    with torch.no_grad():
+        pruned = model(waves)
+    assert (masked - pruned).abs().max().item() < 1e-5
+    assert model.heads().alive().tolist() == mask.tolist()
+
+
+def test_mask_equals_removal_on_whisper_tiny_en(whisper_cache_dir):
+    from hib.upstream import load_upstream
+
+    model = _with_stats(load_upstream(cache_dir=whisper_cache_dir))
+    heads = model.heads()
+    assert heads.shape == (4, 6)
+    mask = torch.ones(heads.shape, dtype=torch.bool)
+    mask[0, 1] = mask[1, 0] = mask[1, 5] = mask[3, 2] = False
+    waves = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad(), heads.masked(mask):
+        masked = model(waves)
+    heads.prune(mask)
+    with torch.no_grad():
+        pruned = model(waves)
+    assert (masked - pruned).abs().max().item() < 1e-5
+    assert [b.q_proj.out_features for b in model.heads().blocks] == [320, 256, 384, 320]
