@@ -3,7 +3,7 @@
 Both are measured interleaved in one process on the same batches (ratios, not seconds, are
 the result: the machines are shared and noisy). Target: bottleneck step / plain step < 1.2.
 
-    python benchmarks/bottleneck_overhead.py [--upstream whisper-tiny.en] [--batch 32] [--repeats 20]
+    python benchmarks/bottleneck_overhead.py [--upstream NAME] [--batch 32] [--repeats 20]
 
 The plain step back-propagates the task loss to the head contexts (what any gradient-based
 head method needs); the HIB step adds noise injection, the KL and the alpha update.

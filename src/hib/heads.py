@@ -253,6 +253,65 @@ class Heads:
             self.kept[layer] = [kept[i] for i in keep_local]
         self.blocks = self.upstream.attention_blocks()
 
+    # --- more than the context: attention maps, values, gradients (for the baselines) ----
+    def attention_maps(self, waves: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's attention weights (B, h, T, S), heads in the order of `kept[layer]`."""
+        return self.upstream(waves, output_attentions=True).attentions
+
+    @contextmanager
+    def capture_values(self) -> Iterator[list[list[torch.Tensor]]]:
+        """Record every layer's value states (B, S, h, d), the v_proj output, each forward.
+
+        With a layer's attention map A they give its context as C = A V per head, the link
+        attention-map attributions differentiate through.
+        """
+        record: list[list[torch.Tensor]] = [[] for _ in self.blocks]
+
+        def keep(layer: int, block: AttentionBlock) -> Callable:
+            def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+                record[layer].append(out.view(*out.shape[:-1], block.num_heads, block.head_dim))
+
+            return hook
+
+        handles = [
+            block.v_proj.register_forward_hook(keep(layer, block))
+            for layer, block in enumerate(self.blocks)
+        ]
+        try:
+            yield record
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @contextmanager
+    def probed(self) -> Iterator[list[list[torch.Tensor]]]:
+        """Add a zero leaf (B, T, h, d) to every layer's context, recorded each forward.
+
+        The upstream is frozen, so its contexts carry no gradient of their own; with the leaves,
+        autograd.grad(loss, leaf) is d loss / d context for every example of the batch at once,
+        while the forward stays unchanged. Hooks entered before this one act first, so the
+        gradient is taken at whatever context they pass on.
+        """
+        record: list[list[torch.Tensor]] = [[] for _ in self.blocks]
+
+        def probe(layer: int, ctx: torch.Tensor) -> torch.Tensor:
+            leaf = torch.zeros_like(ctx, requires_grad=True)
+            record[layer].append(leaf)
+            return ctx + leaf
+
+        with self.replace_context(probe):
+            yield record
+
+    def on_grid(self, per_layer: list[torch.Tensor]) -> torch.Tensor:
+        """(L, H) from one value per current head of each layer (order of `kept`), 0 elsewhere.
+
+        A layer that lost every head still runs one inert head; its value is dropped.
+        """
+        out = torch.zeros(self.shape)
+        for layer, (kept, values) in enumerate(zip(self.kept, per_layer, strict=True)):
+            out[layer, kept] = values[: len(kept)].detach().float()
+        return out
+
 
 def _head_rows(heads: list[int], head_dim: int) -> torch.Tensor:
     return torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])

@@ -51,7 +51,8 @@ class AttentionBlock:
 
 @dataclass
 class UpstreamOutput:
-    hidden_states: list[torch.Tensor]  # n_layers + 1 tensors (B, T, D): input embedding, then layers
+    # n_layers + 1 tensors (B, T, D): input embedding, then layers
+    hidden_states: list[torch.Tensor]
     attentions: list[torch.Tensor] | None = None  # n_layers tensors (B, heads, T, T) when asked
 
 
@@ -70,6 +71,11 @@ class Upstream(nn.Module):
 
     def attention_blocks(self) -> list[AttentionBlock]:
         raise NotImplementedError
+
+    def freeze(self) -> Upstream:
+        """No parameter trains and eval() is on; gradients still flow to inputs and head gates."""
+        self.requires_grad_(False)
+        return self.eval()
 
     @property
     def n_layers(self) -> int:
