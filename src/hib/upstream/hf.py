@@ -1,0 +1,146 @@
+"""transformers checkpoints (local folder or hub id) as `Upstream`s: wav2vec2, HuBERT, Whisper.
+
+Models are loaded with eager attention (so attention weights exist and each `out_proj` sees the
+per-head context) and with every stochastic part off (dropout, LayerDrop, SpecAugment masking),
+so a frozen upstream gives the same features in train() and eval() mode.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, WhisperModel
+
+from hib.errors import UpstreamError
+from hib.upstream.base import AttentionBlock, Upstream, UpstreamOutput
+from hib.upstream.whisper import TINY_EN, WhisperEncoderUpstream
+
+WAVEFORM_MODELS = ("wav2vec2", "hubert")
+"""model_type values whose encoder layers hold a per-head `attention` module."""
+SUPPORTED = (*WAVEFORM_MODELS, "whisper")
+
+_STOCHASTIC = (
+    "dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "hidden_dropout",
+    "feat_proj_dropout",
+    "final_dropout",
+    "layerdrop",
+    "encoder_layerdrop",
+    "decoder_layerdrop",
+)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+"""owner/name: anything else that is not a local folder is a typo, not worth a network round."""
+_WAVLM = (
+    "WavLM is not supported yet: its attention runs in one fused call "
+    "(F.multi_head_attention_forward), so the per-head context before out_proj cannot be seen"
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _location(spec: str) -> str:
+    """A local folder (with ~ expanded) if one exists, else the spec as a hub id."""
+    local = Path(spec).expanduser()
+    return str(local) if local.exists() else spec
+
+
+def load_config(spec: str) -> PretrainedConfig:
+    """The checkpoint's config, with one-line UpstreamErrors for the ways a spec can be wrong."""
+    is_local = bool(spec) and Path(spec).expanduser().exists()
+    if not is_local and not _HUB_ID.match(spec):
+        raise UpstreamError(
+            f"upstream {spec!r}: no such folder, not a Hugging Face hub id (owner/name), "
+            f"nor {TINY_EN!r}"
+        )
+    try:
+        config = AutoConfig.from_pretrained(_location(spec))
+    except (OSError, ValueError) as exc:
+        where = "local folder" if is_local else "Hugging Face hub (offline?)"
+        raise UpstreamError(
+            f"upstream {spec!r}: cannot load from {where}: {_first_line(exc)}"
+        ) from None
+    for name in _STOCHASTIC:
+        if hasattr(config, name):
+            setattr(config, name, 0.0)
+    if hasattr(config, "apply_spec_augment"):
+        config.apply_spec_augment = False
+    return config
+
+
+def _pretrained(model_cls: type, spec: str, config: PretrainedConfig) -> PreTrainedModel:
+    try:
+        return model_cls.from_pretrained(
+            _location(spec), config=config, attn_implementation="eager"
+        )
+    except (OSError, ValueError) as exc:
+        raise UpstreamError(f"upstream {spec!r}: cannot load weights: {_first_line(exc)}") from None
+
+
+def _wants_normalize(spec: str, config: PretrainedConfig) -> bool:
+    """The checkpoint's feature-extractor `do_normalize`, else the layer-norm-stem convention.
+
+    wav2vec2 "large-lv60"-style models (feat_extract_norm == "layer") were trained on zero-mean
+    unit-variance audio; the "group" ones on raw audio.
+    """
+    from transformers import Wav2Vec2FeatureExtractor
+
+    try:
+        return bool(Wav2Vec2FeatureExtractor.from_pretrained(_location(spec)).do_normalize)
+    except (OSError, ValueError):
+        return getattr(config, "feat_extract_norm", "group") == "layer"
+
+
+class HFUpstream(Upstream):
+    """A wav2vec2 / HuBERT model: raw waveform -> CNN stem -> transformer encoder.
+
+    hidden_states are the model's own (n_layers + 1, after its final layer norm where it has one).
+    """
+
+    def __init__(self, model: PreTrainedModel, name: str, normalize: bool):
+        super().__init__()
+        if model.config._attn_implementation != "eager":
+            raise UpstreamError(f"{name}: the model must be loaded with eager attention")
+        self.name = name
+        self.model = model
+        self.normalize = normalize
+        self.hidden_size = model.config.hidden_size
+        self.freeze()
+
+    def forward(self, waveforms: torch.Tensor, output_attentions: bool = False) -> UpstreamOutput:
+        if self.normalize:  # as Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm, per clip
+            mean = waveforms.mean(dim=-1, keepdim=True)
+            var = waveforms.var(dim=-1, keepdim=True, unbiased=False)
+            waveforms = (waveforms - mean) / torch.sqrt(var + 1e-7)
+        out = self.model(waveforms, output_hidden_states=True, output_attentions=output_attentions)
+        attentions = list(out.attentions) if output_attentions else None
+        return UpstreamOutput(hidden_states=list(out.hidden_states), attentions=attentions)
+
+    def attention_blocks(self) -> list[AttentionBlock]:
+        return [
+            AttentionBlock(layer=i, module=layer.attention, head_dim=layer.attention.head_dim)
+            for i, layer in enumerate(self.model.encoder.layers)
+        ]
+
+
+def load_hf_upstream(spec: str, name: str | None = None) -> Upstream:
+    """Any supported transformers checkpoint; Whisper ones share `WhisperEncoderUpstream`."""
+    config = load_config(spec)
+    name = name or spec
+    if config.model_type == "wavlm":
+        raise UpstreamError(f"upstream {spec!r}: {_WAVLM}")
+    if config.model_type == "whisper":
+        encoder = _pretrained(WhisperModel, spec, config).get_encoder()
+        return WhisperEncoderUpstream(encoder, name)
+    if config.model_type in WAVEFORM_MODELS:
+        model = _pretrained(AutoModel, spec, config)
+        return HFUpstream(model, name, normalize=_wants_normalize(spec, config))
+    raise UpstreamError(
+        f"upstream {spec!r}: model type {config.model_type!r} is not supported "
+        f"(supported: {', '.join(SUPPORTED)})"
+    )
