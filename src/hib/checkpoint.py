@@ -8,6 +8,7 @@ RUN_DIR/results.json        see hib.results
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -18,12 +19,13 @@ from hib.data.speech_commands import CLASSES
 from hib.downstream import KSModel
 from hib.errors import HibError
 from hib.heads import HeadStats
-from hib.io import atomic_write, save_tensors, write_text
+from hib.io import atomic_write, save_tensors, write_json, write_text
 from hib.upstream import load_upstream
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
+PRUNING_FILE = "pruning.json"
 
 
 def save_config(run_dir: Path, config: Config) -> None:
@@ -39,10 +41,12 @@ def load_run_config(run_dir: str | Path) -> Config:
     return config_from_dict(yaml.safe_load(path.read_text()))
 
 
-def trained_state(model: KSModel, config: Config) -> dict[str, torch.Tensor]:
-    """What a checkpoint stores: the head, plus the upstream when it was fine-tuned."""
+def trained_state(
+    model: KSModel, config: Config, with_upstream: bool = False
+) -> dict[str, torch.Tensor]:
+    """What a checkpoint stores: the head, plus the upstream when fine-tuned or pruned."""
     state = {f"head.{k}": v for k, v in model.head.state_dict().items()}
-    if config.upstream.finetune:
+    if config.upstream.finetune or with_upstream:
         state.update({f"upstream.{k}": v for k, v in model.upstream.state_dict().items()})
     if model.head_stats is not None:
         state.update(model.head_stats.state_dict())
@@ -51,6 +55,32 @@ def trained_state(model: KSModel, config: Config) -> dict[str, torch.Tensor]:
 
 def save_model(run_dir: Path, model: KSModel, config: Config) -> None:
     save_tensors(run_dir / MODEL_FILE, trained_state(model, config))
+
+
+def save_pruned(out: Path, model: KSModel, config: Config, spec: dict) -> None:
+    """A physically pruned model that `load_run` (and so `hib eval`) loads as pruned."""
+    save_config(out, config)
+    save_tensors(out / MODEL_FILE, trained_state(model, config, with_upstream=True))
+    write_json(
+        out / PRUNING_FILE,
+        {**spec, "kept": model.upstream.kept_heads, "head_grid": list(model.upstream.head_grid)},
+    )
+
+
+def _restore_pruned_shapes(model: KSModel, run_dir: Path) -> bool:
+    """Give the model the pruned layer shapes recorded in pruning.json (weights come later)."""
+    path = run_dir / PRUNING_FILE
+    if not path.is_file():
+        return False
+    spec = json.loads(path.read_text())
+    heads = model.heads()
+    if list(heads.shape) != spec["head_grid"]:
+        raise HibError(f"{path}: head grid {spec['head_grid']} does not fit the upstream")
+    mask = torch.zeros(heads.shape, dtype=torch.bool)
+    for layer, kept in enumerate(spec["kept"]):
+        mask[layer, kept] = True
+    heads.prune(mask, fill="zero")
+    return True
 
 
 def build_model(config: Config) -> KSModel:
@@ -68,13 +98,15 @@ def load_run(run_dir: str | Path) -> tuple[Config, KSModel]:
     if not path.is_file():
         raise HibError(f"{run_dir}: no {MODEL_FILE}; training did not finish an epoch")
     model = build_model(config)
+    pruned = _restore_pruned_shapes(model, run_dir)
     state = load_file(str(path))
     model.head_stats = HeadStats.from_state_dict(state)
     weights = {k: v for k, v in state.items() if not k.startswith("heads.")}
     missing, unexpected = model.load_state_dict(weights, strict=False)
-    head_missing = [k for k in missing if k.startswith("head.")]
-    if head_missing or unexpected:
-        raise HibError(f"{path}: does not fit the model ({(head_missing + unexpected)[:3]} ...)")
+    needed = ("head.", "upstream.") if pruned else ("head.",)
+    missing = [k for k in missing if k.startswith(needed)]
+    if missing or unexpected:
+        raise HibError(f"{path}: does not fit the model ({(missing + unexpected)[:3]} ...)")
     model.eval()
     return config, model
 

@@ -93,6 +93,31 @@ def _cmd_prune(args: argparse.Namespace) -> None:
         )
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from hib.pipeline import Run
+
+    out = Run(args.run_dir).export(
+        args.method,
+        args.ratio,
+        Path(args.out),
+        refit_steps=args.refit_steps if args.refit else None,
+    )
+    print(f"pruned model: {out}  (hib eval {out} --data DIR)")
+
+
+def _cmd_bench_prune(args: argparse.Namespace) -> None:
+    from hib.pipeline import Run
+
+    result = Run(args.run_dir, progress=False).bench(
+        args.method, args.ratio, batch=args.batch, repeats=args.repeats
+    )
+    if args.json:
+        print(json.dumps(result))
+        return
+    for key, value in result.items():
+        print(f"{key:>24s}: {value:.6g}")
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
     from hib.report import write_report
 
@@ -157,6 +182,26 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--refit", action="store_true", help="also re-fit the task head")
     prune.add_argument("--refit-ratios", default="0.2,0.4,0.6")
     prune.set_defaults(func=_cmd_prune)
+
+    export = sub.add_parser("export", help="write a physically pruned model")
+    export.add_argument("run_dir")
+    export.add_argument("--method", default="hib")
+    export.add_argument("--ratio", type=float, required=True)
+    export.add_argument("--refit", action="store_true", help="re-fit the task head first")
+    export.add_argument("--refit-steps", type=int, default=100)
+    export.add_argument("--out", required=True)
+    export.set_defaults(func=_cmd_export)
+
+    bench = sub.add_parser("bench", help="measure what pruning buys")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    bench_prune = bench_sub.add_parser("prune", help="pruned vs unpruned: diff, params, latency")
+    bench_prune.add_argument("run_dir")
+    bench_prune.add_argument("--method", default="hib")
+    bench_prune.add_argument("--ratio", type=float, required=True)
+    bench_prune.add_argument("--batch", type=int, default=16)
+    bench_prune.add_argument("--repeats", type=int, default=30)
+    bench_prune.add_argument("--json", action="store_true")
+    bench_prune.set_defaults(func=_cmd_bench_prune)
 
     report = sub.add_parser("report", help="write report.html and PNGs from results.json")
     report.add_argument("run_dir")

@@ -7,6 +7,7 @@ run.prune("hib", ratios=[0.2, 0.4])     # accuracy curve on the test split
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from hib.checkpoint import load_run
+from hib.bench import bench_pruning
+from hib.checkpoint import load_run, save_pruned
 from hib.data.speech_commands import KSDataset, background_noises
 from hib.errors import HibError
 from hib.evaluate import evaluate
@@ -176,13 +178,40 @@ class Run:
         ]
         return _mean_curve(curves)
 
-    def pruned_accuracy(self, name: str, ratio: float, dataset: KSDataset) -> dict:
-        """Evaluate `dataset` with `name`'s pruning at `ratio` (mean fill unless configured)."""
+    def mask_for(self, name: str, ratio: float, min_per_layer: int = 0) -> torch.Tensor:
+        """The keep-mask `name`'s stored scores give at pruned fraction `ratio`."""
         heads = self.model.heads()
         n = n_to_prune(ratio, heads.n_layers * heads.n_heads)
-        mask = prune_mask(self.stored_scores(name), n)
-        with heads.masked(mask, self.fill):
+        return prune_mask(self.stored_scores(name), n, min_per_layer)
+
+    def pruned_accuracy(self, name: str, ratio: float, dataset: KSDataset) -> dict:
+        """Evaluate `dataset` with `name`'s pruning at `ratio` (mean fill unless configured)."""
+        with self.model.heads().masked(self.mask_for(name, ratio), self.fill):
             return evaluate(self.model, dataset).to_dict()
+
+    def export(self, name: str, ratio: float, out: Path, refit_steps: int | None = None) -> Path:
+        """Write a physically pruned copy of the model (optionally with a re-fitted head)."""
+        mask = self.mask_for(name, ratio)
+        model = self.model
+        if refit_steps:
+            noises = background_noises(self.splits["root"]) if self.config.data.augment else []
+            model = refit_head(
+                model, mask, self.split("train"), noises, self.config, refit_steps, self.fill
+            )
+        model = copy.deepcopy(model)
+        model.heads().prune(mask, self.fill)
+        spec = {
+            "method": name,
+            "ratio": ratio,
+            "fill": self.fill,
+            "refit_steps": refit_steps,
+            "source": str(self.dir),
+        }
+        save_pruned(Path(out), model, self.config, spec)
+        return Path(out)
+
+    def bench(self, name: str, ratio: float, **options: Any) -> dict[str, float]:
+        return bench_pruning(self.model, self.mask_for(name, ratio), self.fill, **options)
 
 
 def _mean_curve(curves: list[list[dict]]) -> list[dict]:

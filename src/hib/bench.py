@@ -1,0 +1,102 @@
+"""What physical pruning buys: equal outputs, fewer parameters, lower latency.
+
+Latencies are measured interleaved in one process (pruned, unpruned, pruned, ...), after a
+warm-up, as medians over many repeats, so a noisy shared machine affects both alike; only
+ratios are reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from hib.downstream import KSModel
+
+
+def _median_ratio(fast: Callable[[], None], slow: Callable[[], None], repeats: int) -> float:
+    fast(), slow()  # warm-up
+    times: dict[str, list[float]] = {"fast": [], "slow": []}
+    for _ in range(repeats):
+        for key, fn in (("fast", fast), ("slow", slow)):
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return statistics.median(times["fast"]) / statistics.median(times["slow"])
+
+
+def _attention_inputs(model: KSModel, waves: torch.Tensor) -> list[torch.Tensor]:
+    """The hidden states entering each attention block for `waves`."""
+    inputs: list[torch.Tensor] = []
+    handles = [
+        b.module.register_forward_pre_hook(
+            lambda m, args, kw: inputs.append(kw.get("hidden_states", args[0] if args else None)),
+            with_kwargs=True,
+        )
+        for b in model.heads().blocks
+    ]
+    try:
+        with torch.no_grad():
+            model.upstream(waves)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return inputs
+
+
+def _run_attention(model: KSModel, inputs: list[torch.Tensor]) -> Callable[[], None]:
+    blocks = model.heads().blocks
+
+    def run() -> None:
+        with torch.no_grad():
+            for block, x in zip(blocks, inputs, strict=True):
+                block.module(x)
+
+    return run
+
+
+def _params(model: KSModel) -> int:
+    return sum(p.numel() for p in model.upstream.parameters())
+
+
+def bench_pruning(
+    model: KSModel,
+    mask: torch.Tensor,
+    fill: str = "mean",
+    batch: int = 16,
+    repeats: int = 30,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Pruned (physically) vs unpruned `model` on the same random 1 s clips."""
+    pruned = copy.deepcopy(model)
+    pruned.heads().prune(mask, fill)
+    waves = 0.1 * torch.randn(batch, 16000, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        with model.heads().masked(mask, fill):
+            masked_out = model.upstream(waves).hidden_states
+            masked_logits = model(waves)
+        pruned_out = pruned.upstream(waves).hidden_states
+        pruned_logits = pruned(waves)
+    diffs = [(a - b).abs().max().item() for a, b in zip(masked_out, pruned_out, strict=True)]
+    diffs.append((masked_logits - pruned_logits).abs().max().item())
+
+    def forward(m: KSModel) -> Callable[[], None]:
+        def run() -> None:
+            with torch.no_grad():
+                m.upstream(waves)
+
+        return run
+
+    return {
+        "max_abs_diff": max(diffs),
+        "params_ratio": _params(pruned) / _params(model),
+        "latency_ratio": _median_ratio(forward(pruned), forward(model), repeats),
+        "attention_latency_ratio": _median_ratio(
+            _run_attention(pruned, _attention_inputs(pruned, waves)),
+            _run_attention(model, _attention_inputs(model, waves)),
+            repeats,
+        ),
+    }

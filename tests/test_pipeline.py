@@ -1,0 +1,118 @@
+"""Score -> prune -> refit -> export -> bench -> report on a tiny trained run."""
+
+import json
+import re
+
+import pytest
+import torch
+
+from hib.checkpoint import load_run
+from hib.cli import main
+from hib.evaluate import evaluate
+from hib.pipeline import Run
+from hib.report import write_report
+from hib.train import train
+from tests.test_train import _config
+from tests.test_train import setup as setup  # noqa: F401  (module fixture)
+
+
+@pytest.fixture(scope="module")
+def run_dir(setup, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("run") / "run"
+    train(_config(setup), out, progress=False)
+    return out
+
+
+def test_scores_and_curves_land_in_results(run_dir):
+    run = Run(run_dir, progress=False)
+    hib = run.score("hib", beta=0.1, clips=16, epochs=1)
+    assert hib.shape == (2, 4) and torch.isfinite(hib).all()
+    run.score("random", clips=16)
+    ratios = [0.0, 0.25, 0.5, 1.0]
+    record = run.prune("hib", ratios, refit_ratios=[0.5], refit_steps=3)
+    run.prune("random", ratios)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["schema"] == 1 and results["task"] == "ks"
+    assert set(results["upstream"]) == {"name", "n_layers", "n_heads"}
+    for name in ("hib", "random"):
+        method = results["methods"][name]
+        assert len(method["scores"]) == 2 and len(method["scores"][0]) == 4
+        assert method["seconds"] > 0
+        assert [p["ratio"] for p in method["curve"]] == ratios
+        assert [p["pruned"] for p in method["curve"]] == [0, 2, 4, 8]
+    assert results["methods"]["hib"]["beta"] == 0.1
+    assert len(results["methods"]["random"]["curves_per_seed"]) == 5
+    assert record["curve_refit"][0]["pruned"] == 4
+    assert results["methods"]["hib"]["curve"][0]["accuracy"] == pytest.approx(results["accuracy"])
+
+
+def test_default_beta_is_chosen_on_validation(run_dir):
+    run = Run(run_dir, progress=False)
+    run.score("hib", clips=16, epochs=1)
+    record = json.loads((run_dir / "results.json").read_text())["methods"]["hib"]
+    areas = record["validation_areas"]
+    assert set(areas) == {"0.01", "0.1", "1.0"}
+    assert record["beta"] == float(max(areas, key=areas.get))
+
+
+def test_export_reloads_as_pruned_with_the_same_accuracy(run_dir, tmp_path):
+    run = Run(run_dir, progress=False)
+    run.score("random", clips=16)
+    out = run.export("random", 0.5, tmp_path / "pruned")
+    _, pruned = load_run(out)
+    assert [b.num_heads for b in pruned.heads().blocks] != [4, 4]
+    assert len(pruned.heads()) == 4
+    test = run.split("test")
+    masked = run.pruned_accuracy("random", 0.5, test)
+    assert evaluate(pruned, test).accuracy == pytest.approx(masked["accuracy"])
+    waves = torch.stack([test[i][0] for i in range(4)])
+    with torch.no_grad(), run.model.heads().masked(run.mask_for("random", 0.5)):
+        expected = run.model(waves)
+    with torch.no_grad():
+        assert (pruned(waves) - expected).abs().max().item() < 1e-4
+
+
+def test_bench_prune_json(run_dir, capsys):
+    Run(run_dir, progress=False).score("random", clips=16)
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "bench",
+                "prune",
+                str(run_dir),
+                "--method",
+                "random",
+                "--ratio",
+                "0.5",
+                "--repeats",
+                "3",
+                "--batch",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {
+        "max_abs_diff",
+        "params_ratio",
+        "latency_ratio",
+        "attention_latency_ratio",
+    }
+    assert result["max_abs_diff"] < 1e-4
+    assert 0.5 < result["params_ratio"] < 1.0
+    assert result["latency_ratio"] > 0 and result["attention_latency_ratio"] > 0
+
+
+def test_report_is_self_contained(run_dir):
+    run = Run(run_dir, progress=False)
+    run.score("random", clips=16)
+    run.prune("random", [0.0, 0.5])
+    html = write_report(run_dir).read_text()
+    assert (run_dir / "curves.png").stat().st_size > 1000
+    assert (run_dir / "heatmaps.png").stat().st_size > 1000
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == 2
+    assert not re.search(r'(src|href)="(http|/)', html)
+    assert "50 % pruned" not in html and "20 % pruned" in html
