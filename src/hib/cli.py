@@ -93,6 +93,15 @@ def _cmd_prune(args: argparse.Namespace) -> None:
         )
 
 
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from hib.compare import compare, format_table
+    from hib.pipeline import Run
+
+    methods = None if args.methods == "all" else args.methods.split(",")
+    table = compare(Run(args.run_dir), methods, seeds=args.seeds, clips=args.clips)
+    print(format_table(table))
+
+
 def _cmd_export(args: argparse.Namespace) -> None:
     from hib.pipeline import Run
 
@@ -182,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--refit", action="store_true", help="also re-fit the task head")
     prune.add_argument("--refit-ratios", default="0.2,0.4,0.6")
     prune.set_defaults(func=_cmd_prune)
+
+    comp = sub.add_parser("compare", help="every method, same heads, data and protocol")
+    comp.add_argument("run_dir")
+    comp.add_argument("--methods", default="all", help="'all' or a comma list")
+    comp.add_argument("--seeds", type=int, default=3)
+    comp.add_argument("--clips", type=int, default=500, help="training clips per scoring")
+    comp.set_defaults(func=_cmd_compare)
 
     export = sub.add_parser("export", help="write a physically pruned model")
     export.add_argument("run_dir")

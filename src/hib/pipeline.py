@@ -40,6 +40,7 @@ class Run:
         self.config, self.model = load_run(self.dir)
         self.progress = progress
         self._splits: dict[str, Any] | None = None
+        self._test_accuracy: dict[tuple[str, bytes], float] = {}
 
     @property
     def splits(self) -> dict[str, Any]:
@@ -111,6 +112,15 @@ class Run:
         return load_file(str(path))["scores"]
 
     # --- pruning -------------------------------------------------------------------------
+    def test_accuracy(self, mask: torch.Tensor) -> float:
+        """Test accuracy with `mask` applied; memoised, since sweeps of many methods and seeds
+        keep meeting the same masks (no pruning, everything pruned, shared low-ranked heads)."""
+        key = (self.fill, mask.to(torch.bool).numpy().tobytes())
+        if key not in self._test_accuracy:
+            with self.model.heads().masked(mask, self.fill):
+                self._test_accuracy[key] = evaluate(self.model, self.split("test")).accuracy
+        return self._test_accuracy[key]
+
     def _seed_scores(self, name: str) -> list[torch.Tensor]:
         """Random is a distribution, so its curve is a mean over seeds; others score once."""
         if name != "random":
@@ -138,11 +148,20 @@ class Run:
             extra = {"beta": beta} if name == "hib" and beta is not None else {}
             rescore = lambda mask: self.compute_scores(name, **extra)  # noqa: E731
         curves = [
-            sweep(self.model, test, s, ratios, self.fill, min_per_layer, rescore)
+            sweep(
+                self.model,
+                test,
+                s,
+                ratios,
+                self.fill,
+                min_per_layer,
+                rescore,
+                evaluate_masked=self.test_accuracy,
+            )
             for s in self._seed_scores(name)
         ]
         record: dict[str, Any] = {
-            "curve": _mean_curve(curves),
+            "curve": mean_curve(curves),
             "fill": self.fill,
             "min_per_layer": min_per_layer,
             "iterative": iterative,
@@ -176,7 +195,7 @@ class Run:
             )
             for s in self._seed_scores(name)
         ]
-        return _mean_curve(curves)
+        return mean_curve(curves)
 
     def mask_for(self, name: str, ratio: float, min_per_layer: int = 0) -> torch.Tensor:
         """The keep-mask `name`'s stored scores give at pruned fraction `ratio`."""
@@ -214,7 +233,7 @@ class Run:
         return bench_pruning(self.model, self.mask_for(name, ratio), self.fill, **options)
 
 
-def _mean_curve(curves: list[list[dict]]) -> list[dict]:
+def mean_curve(curves: list[list[dict]]) -> list[dict]:
     return [
         {
             "ratio": points[0]["ratio"],

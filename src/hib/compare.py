@@ -1,0 +1,121 @@
+"""Every method on the same heads, data and protocol: curves, area, faithfulness, stability, cost.
+
+For each method and seed: score on the same number of training clips, sweep the pruned fraction
+on the test split (no retraining, the run's fill). Reported per method:
+
+- auc: mean accuracy over pruned fractions 0-90 % (mean over seeds, and its std);
+- accuracy at 20/40/60 % pruned (of the mean curve);
+- spearman_ablation: Spearman correlation of the (seed-mean) scores with the single-head
+  `ablation` scores, the reference for faithfulness;
+- stability: mean pairwise Spearman correlation of the scores across seeds;
+- seconds: mean wall time of one scoring.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from hib.methods import METHODS
+from hib.pipeline import Run, mean_curve
+from hib.prune import curve_area, parse_ratios, sweep
+from hib.report.html import accuracy_at
+from hib.results import read_results, update_results
+
+SWEEP = parse_ratios("0:1:0.05")
+
+
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    rho = spearmanr(a.flatten().numpy(), b.flatten().numpy()).statistic
+    return float(rho) if np.isfinite(rho) else 0.0
+
+
+def _stability(scores: list[torch.Tensor]) -> float | None:
+    pairs = list(itertools.combinations(scores, 2))
+    return float(np.mean([_spearman(a, b) for a, b in pairs])) if pairs else None
+
+
+def _hib_beta(run: Run, clips: int) -> dict[str, Any]:
+    """HIB's beta: the one already chosen for this run, else chosen now on validation."""
+    beta = read_results(run.dir).get("methods", {}).get("hib", {}).get("beta")
+    if beta is None:
+        beta = run.select_beta(clips=clips)["beta"]
+    return {"beta": beta}
+
+
+def compare(run: Run, methods: list[str] | None = None, seeds: int = 3, clips: int = 500) -> dict:
+    """Run the comparison and merge it into results.json; returns the per-method table."""
+    names = methods or sorted(METHODS)
+    if "ablation" not in names:
+        names = [*names, "ablation"]
+    table: dict[str, dict[str, Any]] = {}
+    all_scores: dict[str, list[torch.Tensor]] = {}
+    for name in names:
+        options = _hib_beta(run, clips) if name == "hib" else {}
+        scores, curves, seconds = [], [], []
+        for s in range(seeds):
+            start = time.perf_counter()
+            scores.append(
+                run.compute_scores(name, seed=run.config.seed + s, clips=clips, **options)
+            )
+            seconds.append(time.perf_counter() - start)
+            curves.append(
+                sweep(
+                    run.model,
+                    run.split("test"),
+                    scores[-1],
+                    SWEEP,
+                    run.fill,
+                    evaluate_masked=run.test_accuracy,
+                )
+            )
+            if run.progress:
+                print(f"{name} seed {s}: area {curve_area(curves[-1]):.4f} ({seconds[-1]:.1f} s)")
+        areas = [curve_area(c) for c in curves]
+        curve = mean_curve(curves)
+        all_scores[name] = scores
+        table[name] = {
+            "scores": torch.stack(scores).mean(0).tolist(),
+            "curve": curve,
+            "curves_per_seed": curves,
+            "auc": float(np.mean(areas)),
+            "auc_std": float(np.std(areas)),
+            **{f"acc@{int(r * 100)}": accuracy_at(curve, r) for r in (0.2, 0.4, 0.6)},
+            "stability": _stability(scores),
+            "seconds": float(np.mean(seconds)),
+            "seeds": seeds,
+            "clips": clips,
+            **options,
+        }
+    reference = torch.stack(all_scores["ablation"]).mean(0)
+    for row in table.values():
+        row["spearman_ablation"] = _spearman(torch.tensor(row["scores"]), reference)
+    update_results(
+        run.dir,
+        {
+            "methods": table,
+            "comparison": {"seeds": seeds, "clips": clips, "ratios": SWEEP, "auc_max_ratio": 0.9},
+        },
+    )
+    return table
+
+
+def format_table(table: dict[str, dict[str, Any]]) -> str:
+    """The methods x (AUC, acc@40 %, Spearman with ablation, seconds) table, as text."""
+    lines = [
+        f"{'method':<12} {'AUC':>13} {'acc@20':>7} {'acc@40':>7} {'acc@60':>7} "
+        f"{'rho_abl':>7} {'stab':>6} {'seconds':>8}"
+    ]
+    for name, r in sorted(table.items(), key=lambda kv: -kv[1]["auc"]):
+        stab = "-" if r["stability"] is None else f"{r['stability']:.2f}"
+        lines.append(
+            f"{name:<12} {r['auc']:.4f}±{r['auc_std']:.4f} {r['acc@20']:7.4f} "
+            f"{r['acc@40']:7.4f} {r['acc@60']:7.4f} {r['spearman_ablation']:7.2f} "
+            f"{stab:>6} {r['seconds']:8.1f}"
+        )
+    return "\n".join(lines)
