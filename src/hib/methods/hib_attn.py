@@ -35,7 +35,7 @@ class HIBAttention(HeadMethod):
         model.eval()
         heads = model.heads()
         mix_logit = torch.full(heads.shape, -4.0, requires_grad=True)
-        maps: list[torch.Tensor] = []  # per layer (h, T, S) logits, created at the first batch
+        maps: dict[int, torch.Tensor] = {}  # layer -> (h, T, S) logits, made at the first batch
         optimizer = None
         total, count = torch.zeros(heads.shape), 0
         for epoch in range(self.epochs):
@@ -48,7 +48,7 @@ class HIBAttention(HeadMethod):
                 similarity = self._similarity(heads, out.attentions, maps, mix_logit)
                 loss = F.cross_entropy(logits, labels) + self.beta * similarity.mean()
                 if optimizer is None:
-                    optimizer = torch.optim.Adam([mix_logit, *maps], lr=self.lr)
+                    optimizer = torch.optim.Adam([mix_logit, *maps.values()], lr=self.lr)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -57,14 +57,14 @@ class HIBAttention(HeadMethod):
         return total / max(count, 1)
 
     @staticmethod
-    def _mixer(values: list, maps: list[torch.Tensor], mix_logit: torch.Tensor, heads):
+    def _mixer(values: list, maps: dict[int, torch.Tensor], mix_logit: torch.Tensor, heads):
         """The context replacement (1 - g) C + g P V; creates each layer's P at first use."""
 
         def mix(layer: int, ctx: torch.Tensor) -> torch.Tensor:
             v = values[layer][-1]  # (B, S, h, d), recorded by this same forward
-            if len(maps) <= layer:
+            if layer not in maps:
                 shape = (ctx.shape[2], ctx.shape[1], v.shape[1])
-                maps.append(torch.zeros(shape, requires_grad=True))
+                maps[layer] = torch.zeros(shape, requires_grad=True)
             prior = torch.einsum("hts,bshd->bthd", maps[layer].softmax(-1), v)
             g = torch.sigmoid(mix_logit[layer, heads.kept[layer]])[:, None]
             return (1 - g) * ctx + g * prior

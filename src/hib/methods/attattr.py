@@ -1,0 +1,75 @@
+"""attattr: integrated gradients on each layer's attention map (Hao et al. 2021).
+
+Attr(A) = A * (1/m) sum_{k=1..m} dF/dA at (k/m) A, from the all-zero map, one layer at a time
+with the other layers untouched; F is the probability of the class the model predicts (as in
+the authors' code). A head's score is the sum over clips of its largest attribution entry.
+
+Scaling a layer's map by alpha scales its context C = A V to alpha C (V does not depend on
+the layer's own map), so the map is never touched: the context is scaled through
+`Heads.replace_context`, and dF/dA = dF/dC' V^T with dF/dC' from `Heads.probed`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hib.data.speech_commands import KSDataset
+from hib.downstream import KSModel
+from hib.heads import Heads
+from hib.methods.base import HeadMethod
+from hib.methods.registry import register
+
+
+@register
+class AttAttr(HeadMethod):
+    name = "attattr"
+
+    def __init__(self, steps: int = 20, **common):
+        super().__init__(**common)
+        self.steps = steps
+
+    def options(self) -> dict:
+        return {**super().options(), "steps": self.steps}
+
+    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+        model.eval()
+        total: list[torch.Tensor] | None = None
+        for waves, _ in self.batches(data):
+            best = [a.amax(dim=(2, 3)).sum(dim=0) for a in self.attributions(model, waves)]
+            total = best if total is None else [t + b for t, b in zip(total, best, strict=True)]
+        return model.heads().on_grid(total or [])
+
+    def attributions(self, model: KSModel, waves: torch.Tensor) -> list[torch.Tensor]:
+        """Per layer, Attr(A) (B, h, T, S) over the layer's current heads."""
+        heads = model.heads()
+        with torch.no_grad():
+            target = model(waves).argmax(dim=-1)
+            with heads.capture_values() as values:
+                maps = heads.attention_maps(waves)
+        out = []
+        for layer, attn in enumerate(maps):
+            grad_sum = torch.zeros_like(attn)
+            if heads.kept[layer]:  # an inert layer has no map to attribute
+                for k in range(1, self.steps + 1):
+                    grad = _context_grad(model, heads, waves, target, layer, k / self.steps)
+                    grad_sum += torch.einsum("bthd,bshd->bhts", grad, values[layer][0])
+            out.append(attn * grad_sum / self.steps)
+        return out
+
+
+def _context_grad(
+    model: KSModel,
+    heads: Heads,
+    waves: torch.Tensor,
+    target: torch.Tensor,
+    layer: int,
+    alpha: float,
+) -> torch.Tensor:
+    """dF/dC' (B, T, h, d) with `layer`'s context scaled to C' = alpha C."""
+
+    def scale(at: int, ctx: torch.Tensor) -> torch.Tensor:
+        return ctx * alpha if at == layer else ctx
+
+    with heads.replace_context(scale), heads.probed() as probes:
+        prob = model(waves).softmax(dim=-1).gather(1, target[:, None]).sum()
+    return torch.autograd.grad(prob, probes[layer][0])[0]

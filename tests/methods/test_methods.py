@@ -1,0 +1,273 @@
+"""The one table every head-importance method runs through (in the manner of Captum's test config).
+
+A row names a method, options small enough for a fast run, whether its score depends on data,
+the options under which it must rank the toy's only informative head first (None: the score
+never reads labels or outputs, so it cannot know), and a method-specific known answer. The
+parametrized tests below run every row on every supported upstream; a registered method without
+a row fails `test_table_covers_every_method`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from hib.downstream import KSModel
+from hib.heads import HeadStats
+from hib.methods import METHODS, get_method
+from hib.methods.l0 import open_probability, sample_gates
+from tests.conftest import TINY_KINDS, make_tiny_upstream
+from tests.toy import toy_data, trained_toy_model
+
+UPSTREAMS = (*TINY_KINDS, "toy", "pruned-whisper")
+PRUNED = torch.tensor([[False] * 4, [True, True, False, True]])  # layer 0 left with no head
+N_CLASSES = 3
+
+
+# --- models and data -------------------------------------------------------------------------
+@cache
+def toy(informative: int = 0, num_heads: int = 4) -> KSModel:
+    """A trained toy (cached: methods must leave the model as they found it)."""
+    return trained_toy_model(informative_head=informative, num_heads=num_heads)
+
+
+def toy_set(n: int, seed: int = 3) -> TensorDataset:
+    return TensorDataset(*toy_data(n, seed=seed))
+
+
+def double(model: KSModel) -> KSModel:
+    """A float64 copy: the toy's loss is ~1e-8, below float32's resolution for differences."""
+    out = copy.deepcopy(model).double()
+    stats = model.head_stats
+    out.head_stats = HeadStats(stats.mean.double(), stats.std.double(), stats.n_clips)
+    return out
+
+
+@pytest.fixture(scope="module")
+def upstream_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """kind -> (model, data): tiny random upstreams with a random task head, and the toy.
+
+    "pruned-whisper" lost heads physically, a whole layer included: scores stay on the
+    original grid.
+    """
+    waves = 0.1 * torch.randn(4, 16000, generator=torch.Generator().manual_seed(0))
+    speech = TensorDataset(waves, torch.tensor([0, 1, 2, 1]))
+    models = {"toy": (toy(), toy_set(4))}
+    for kind in TINY_KINDS:
+        torch.manual_seed(0)
+        model = KSModel.build(make_tiny_upstream(kind, Path(tmp_path_factory.mktemp(kind))), 3)
+        model.head_stats = model.heads().fit_stats(iter(waves.split(2)), max_clips=4)
+        models[kind] = (model, speech)
+    pruned = copy.deepcopy(models["whisper"][0])
+    pruned.heads().prune(PRUNED)
+    models["pruned-whisper"] = (pruned, speech)
+    return models
+
+
+# --- method-specific known answers -----------------------------------------------------------
+def check_magnitude() -> None:
+    """Each toy head has one unit v weight and two unit out_proj entries; a zeroed head has 0."""
+    model = copy.deepcopy(toy())
+    attn = model.upstream.attn
+    with torch.no_grad():
+        for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+            proj.weight[2:4] = 0.0
+        attn.out_proj.weight[:, 2:4] = 0.0
+    scores = get_method("magnitude").score(model, toy_set(1))
+    assert scores.tolist() == [[3.0, 0.0, 3.0, 3.0]]
+
+
+def peaked_toy(head: int) -> KSModel:
+    """The toy with one head attending almost one-hot (to the frame with the largest channel 1)."""
+    model = copy.deepcopy(toy())
+    attn = model.upstream.attn
+    with torch.no_grad():
+        attn.q_proj.bias[head * 2] = 10.0
+        attn.k_proj.weight[head * 2, 1] = 10.0
+    return model
+
+
+def check_attention_stat(name: str, uniform: float) -> Callable[[], None]:
+    def check() -> None:
+        # the toy's queries and keys are zero: every head attends uniformly over 4 frames
+        scores = get_method(name, clips=8).score(toy(), toy_set(8))
+        assert torch.allclose(scores, torch.full((1, 4), uniform), atol=1e-6)
+        peaked = get_method(name, clips=8).score(peaked_toy(3), toy_set(8))
+        assert peaked[0].argmax().item() == 3
+        assert peaked[0, 3] > uniform + 0.5
+
+    return check
+
+
+def finite_difference_taylor(model: KSModel, data: TensorDataset, eps: float = 1e-4):
+    """E_x |dL_x/dg| per head, central differences through `Heads.gated`."""
+    heads, (x, y) = model.heads(), data.tensors
+    out = torch.zeros(heads.shape, dtype=torch.float64)
+    for head in heads:
+        losses = []
+        for sign in (1, -1):
+            gates = torch.ones(heads.shape, dtype=torch.float64)
+            gates[head.layer, head.index] += sign * eps
+            with torch.no_grad(), heads.gated(gates, fill="mean"):
+                losses.append(F.cross_entropy(model(x), y, reduction="none"))
+        out[head.layer, head.index] = ((losses[0] - losses[1]) / (2 * eps)).abs().mean()
+    return out.float()
+
+
+def check_taylor() -> None:
+    model, data = double(toy(informative=2)), toy_set(32)
+    data = TensorDataset(data.tensors[0].double(), data.tensors[1])
+    scores = get_method("taylor", clips=32, batch_size=8).score(model, data)
+    assert torch.allclose(scores, finite_difference_taylor(model, data), rtol=1e-4, atol=0)
+
+
+def check_taylor_norm() -> None:
+    model, data = toy(informative=2), toy_set(32)
+    plain = get_method("taylor", clips=32).score(model, data)
+    normed = get_method("taylor-norm", clips=32).score(model, data)
+    assert torch.allclose(normed, plain / plain.norm(dim=1, keepdim=True))
+    assert get_method("taylor", normalize=True).options()["normalize"]
+
+
+def check_attattr() -> None:
+    """IG completeness: per clip, the attributions sum to F(A) - F(0 map) as m grows.
+
+    The toy's one hidden state is layer-normalised, so F(alpha A) is flat for alpha > 0 and
+    changes only in an interval near 0 that a Riemann sum cannot see; an out_proj bias, like
+    the residual stream of a real layer, makes the path smooth.
+    """
+    model = double(toy(informative=2))
+    with torch.no_grad():
+        model.upstream.attn.out_proj.bias.copy_(torch.linspace(-1, 1, 8, dtype=torch.float64))
+    x = toy_set(8).tensors[0].double()
+    heads = model.heads()
+    with torch.no_grad():
+        probs = model(x).softmax(-1)
+        target = probs.argmax(-1, keepdim=True)
+        with heads.masked(torch.zeros(heads.shape), fill="zero"):
+            baseline = model(x).softmax(-1).gather(1, target)
+    (attr,) = get_method("attattr", steps=400).attributions(model, x)
+    gap = (probs.gather(1, target) - baseline).squeeze(1)
+    assert gap.abs().max() > 0.1
+    assert torch.allclose(attr.sum(dim=(1, 2, 3)), gap, atol=0.01 * gap.abs().max().item())
+
+
+def check_l0() -> None:
+    scores = get_method("l0", clips=64, epochs=1).score(toy(), toy_set(64))
+    assert ((scores >= 0) & (scores <= 1)).all()
+    untrained = get_method("l0", epochs=0).score(toy(), toy_set(1))
+    assert torch.allclose(untrained, torch.full((1, 4), 1 / (1 + (0.1 / 1.1) ** 0.33)))
+    # the closed form P(gate != 0) matches the hard-concrete draws
+    log_alpha = torch.tensor([-2.0, 0.0, 2.0]).repeat(20000, 1)
+    draws = sample_gates(log_alpha, torch.Generator().manual_seed(0))
+    assert ((draws >= 0) & (draws <= 1)).all() and (draws == 1).any()
+    assert torch.allclose((draws > 0).float().mean(0), open_probability(log_alpha[0]), atol=0.01)
+
+
+def check_ablation() -> None:
+    model, data = toy(informative=2), toy_set(64)
+    scores = get_method("ablation", clips=64).score(model, data)
+    heads, (x, y) = model.heads(), data.tensors
+    with torch.no_grad():
+        base = model(x)
+        drops, losses = torch.zeros(heads.shape), torch.zeros(heads.shape)
+        for head in heads:
+            mask = torch.ones(heads.shape)
+            mask[head.layer, head.index] = 0
+            with heads.masked(mask, fill="mean"):
+                logits = model(x)
+            drops[head.layer, head.index] = accuracy(base, y) - accuracy(logits, y)
+            losses[head.layer, head.index] = F.cross_entropy(logits, y) - F.cross_entropy(base, y)
+    assert ((scores - drops).abs() < 0.5 / len(y)).all()
+    assert drops[0, 2] > 0.3
+    tied = [0, 1, 3]  # no accuracy drop: ranked by the loss increase
+    assert scores[0, tied].argsort().tolist() == losses[0, tied].argsort().tolist()
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return (logits.argmax(-1) == labels).float().mean().item()
+
+
+def check_random() -> None:
+    a = get_method("random", seed=1).score(toy(), toy_set(1))
+    b = get_method("random", seed=2).score(toy(), toy_set(1))
+    assert not torch.equal(a, b) and ((a >= 0) & (a < 1)).all()
+
+
+def check_hib_attn() -> None:
+    """Similarities lie in [0, 1]; with no pressure (beta = 0) the maps stay near-original."""
+    scores = get_method("hib-attn", beta=0.0, clips=64, epochs=1, seed=0).score(toy(), toy_set(1))
+    pressed = get_method("hib-attn", beta=1.0, clips=64, epochs=3, seed=0).score(toy(), toy_set(1))
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert scores.min() > pressed.min()
+
+
+# --- the table -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    name: str
+    fast: dict
+    data_driven: bool
+    toy: dict | None  # options under which the toy's informative head must rank first
+    check: Callable[[], None] | None  # None: the method's own test file covers it
+
+    def __str__(self) -> str:
+        return self.name
+
+
+SMALL = {"clips": 4, "batch_size": 2}
+TABLE = (
+    Case("random", {}, False, None, check_random),
+    Case("magnitude", {}, False, None, check_magnitude),
+    Case("confidence", SMALL, True, None, check_attention_stat("confidence", 0.25)),
+    Case("entropy", SMALL, True, None, check_attention_stat("entropy", -math.log(4))),
+    Case("taylor", SMALL, True, {"clips": 64}, check_taylor),
+    Case("taylor-norm", SMALL, True, {"clips": 64}, check_taylor_norm),
+    Case("attattr", {**SMALL, "steps": 2}, True, {"clips": 32}, check_attattr),
+    Case("l0", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 4}, check_l0),
+    Case("ablation", SMALL, True, {"clips": 64}, check_ablation),
+    Case("hib", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 3}, None),
+    Case("hib-attn", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 3}, check_hib_attn),
+)
+
+
+def test_table_covers_every_method():
+    assert sorted(case.name for case in TABLE) == sorted(METHODS)
+    for case in TABLE:
+        assert METHODS[case.name].data_driven == case.data_driven, case.name
+
+
+@pytest.mark.parametrize("kind", UPSTREAMS)
+@pytest.mark.parametrize("case", TABLE, ids=str)
+def test_runs_on_every_upstream_and_is_deterministic(case: Case, kind: str, upstream_models):
+    model, data = upstream_models[kind]
+    heads = model.heads()
+    first = get_method(case.name, seed=7, **case.fast).score(model, data)
+    assert first.shape == heads.shape
+    assert torch.isfinite(first).all()
+    again = get_method(case.name, seed=7, **case.fast).score(model, data)
+    assert torch.equal(first, again)
+    if case.name != "random":
+        assert (first[~heads.alive()] == 0).all()  # removed heads score nothing
+    assert not heads.blocks[0].out_proj._forward_pre_hooks  # every hook came off
+
+
+@pytest.mark.parametrize("informative", [0, 2])
+@pytest.mark.parametrize("case", [c for c in TABLE if c.toy is not None], ids=str)
+def test_ranks_the_only_informative_head_first(case: Case, informative: int):
+    scores = get_method(case.name, seed=0, **case.toy).score(toy(informative), toy_set(256))
+    assert scores[0].argmax().item() == informative, scores
+
+
+@pytest.mark.parametrize("case", [c for c in TABLE if c.check is not None], ids=str)
+def test_known_answer(case: Case):
+    case.check()
