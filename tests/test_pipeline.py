@@ -29,7 +29,7 @@ def test_scores_and_curves_land_in_results(run_dir):
     assert hib.shape == (2, 4) and torch.isfinite(hib).all()
     run.score("random", clips=16)
     ratios = [0.0, 0.25, 0.5, 1.0]
-    record = run.prune("hib", ratios, refit_ratios=[0.5], refit_steps=3)
+    record = run.prune("hib", ratios, refit_ratios=[0.5])
     run.prune("random", ratios)
     results = json.loads((run_dir / "results.json").read_text())
     assert results["schema"] == 1 and results["task"] == "ks"
@@ -44,6 +44,31 @@ def test_scores_and_curves_land_in_results(run_dir):
     assert len(results["methods"]["random"]["curves_per_seed"]) == 5
     assert record["curve_refit"][0]["pruned"] == 4
     assert results["methods"]["hib"]["curve"][0]["accuracy"] == pytest.approx(results["accuracy"])
+
+
+def test_refit_lowers_the_pruned_models_training_loss(run_dir):
+    from hib.prune import refit_head
+
+    run = Run(run_dir, progress=False)
+    run.config.data.augment = False  # refit on exactly the clips the loss is measured on
+    run.config.refit.clips, run.config.refit.epochs = 256, 10
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    mask[0, :3] = mask[1, 1:] = False
+    train_set = run.split("train")
+    head_before = {k: v.clone() for k, v in run.model.head.state_dict().items()}
+    refit = refit_head(run.model, mask, train_set, [], run.config)
+    waves = torch.stack([train_set[i][0] for i in range(len(train_set))])
+    labels = torch.tensor(train_set.labels)
+    weights = 1.0 / torch.bincount(labels, minlength=12).clamp(min=1).float()
+    losses = {}  # class-balanced, as the refit's sampler balances classes
+    with torch.no_grad(), run.model.heads().masked(mask):
+        for name, model in (("before", run.model), ("after", refit)):
+            losses[name] = torch.nn.functional.cross_entropy(
+                model(waves), labels, weight=weights
+            ).item()
+    assert losses["after"] < losses["before"]
+    assert all(torch.equal(v, run.model.head.state_dict()[k]) for k, v in head_before.items())
+    assert refit.upstream is run.model.upstream
 
 
 def test_default_beta_is_chosen_on_validation(run_dir):

@@ -30,6 +30,7 @@ def _config(setup, *extra):
         [
             f"data.root={root}",
             f"upstream.name={upstream}",
+            "refit.clips=32",
             "train.batch_size=8",
             "train.epochs=2",
             "train.lr=0.01",

@@ -109,7 +109,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
         args.method,
         args.ratio,
         Path(args.out),
-        refit_steps=args.refit_steps if args.refit else None,
+        refit=args.refit,
     )
     print(f"pruned model: {out}  (hib eval {out} --data DIR)")
 
@@ -204,7 +204,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--method", default="hib")
     export.add_argument("--ratio", type=float, required=True)
     export.add_argument("--refit", action="store_true", help="re-fit the task head first")
-    export.add_argument("--refit-steps", type=int, default=100)
     export.add_argument("--out", required=True)
     export.set_defaults(func=_cmd_export)
 

@@ -51,6 +51,15 @@ class HeadsConfig:
 
 
 @dataclass
+class RefitConfig:
+    """Re-fitting the task head on a pruned model: cached features of augmented train clips."""
+
+    clips: int = 2000
+    epochs: int = 5
+    lr: float = 1e-3
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 4
     batch_size: int = 64
@@ -69,6 +78,7 @@ class Config:
     downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
+    refit: RefitConfig = field(default_factory=RefitConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

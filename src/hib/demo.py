@@ -42,7 +42,6 @@ def run_demo(out: Path, quick: bool = False) -> dict:
             name,
             parse_ratios("0:1:0.05"),
             refit_ratios=REFIT_RATIOS,
-            refit_steps=20 if quick else 100,
         )
     results = update_results(out, {"seconds_total": time.perf_counter() - start})
     report = write_report(out)

@@ -136,7 +136,6 @@ class Run:
         min_per_layer: int = 0,
         iterative: bool = False,
         refit_ratios: list[float] | None = None,
-        refit_steps: int = 100,
     ) -> dict:
         """Accuracy on the test split at each ratio (and after re-fitting the task head)."""
         test = self.split("test")
@@ -169,17 +168,17 @@ class Run:
         if len(curves) > 1:
             record["curves_per_seed"] = curves
         if refit_ratios:
-            record["curve_refit"] = self.refit_curve(name, refit_ratios, min_per_layer, refit_steps)
+            record["curve_refit"] = self.refit_curve(name, refit_ratios, min_per_layer)
         update_results(self.dir, {"methods": {name: record}})
         return record
 
-    def refit_curve(self, name: str, ratios: list[float], min_per_layer: int, steps: int):
+    def refit_curve(self, name: str, ratios: list[float], min_per_layer: int) -> list[dict]:
         train = self.split("train")
         noises = background_noises(self.splits["root"]) if self.config.data.augment else []
         test = self.split("test")
 
         def refit_accuracy(mask: torch.Tensor) -> float:
-            refit = refit_head(self.model, mask, train, noises, self.config, steps, self.fill)
+            refit = refit_head(self.model, mask, train, noises, self.config, self.fill)
             with refit.heads().masked(mask, self.fill):
                 return evaluate(refit, test).accuracy
 
@@ -208,22 +207,20 @@ class Run:
         with self.model.heads().masked(self.mask_for(name, ratio), self.fill):
             return evaluate(self.model, dataset).to_dict()
 
-    def export(self, name: str, ratio: float, out: Path, refit_steps: int | None = None) -> Path:
+    def export(self, name: str, ratio: float, out: Path, refit: bool = False) -> Path:
         """Write a physically pruned copy of the model (optionally with a re-fitted head)."""
         mask = self.mask_for(name, ratio)
         model = self.model
-        if refit_steps:
+        if refit:
             noises = background_noises(self.splits["root"]) if self.config.data.augment else []
-            model = refit_head(
-                model, mask, self.split("train"), noises, self.config, refit_steps, self.fill
-            )
+            model = refit_head(model, mask, self.split("train"), noises, self.config, self.fill)
         model = copy.deepcopy(model)
         model.heads().prune(mask, self.fill)
         spec = {
             "method": name,
             "ratio": ratio,
             "fill": self.fill,
-            "refit_steps": refit_steps,
+            "refit": self.config.refit.__dict__ if refit else None,
             "source": str(self.dir),
         }
         save_pruned(Path(out), model, self.config, spec)

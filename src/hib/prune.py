@@ -8,17 +8,19 @@ on the pruned model's features, reported as a separate curve.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from hib.config import Config
 from hib.data.speech_commands import KSDataset
 from hib.downstream import KSModel
 from hib.errors import HibError
 from hib.evaluate import evaluate
-from hib.train import epoch_loader, train_epoch
+from hib.train import epoch_loader
 
 
 def parse_ratios(spec: str) -> list[float]:
@@ -115,22 +117,32 @@ def refit_head(
     train_set: KSDataset,
     noises: list,
     config: Config,
-    steps: int,
     fill: str = "mean",
 ) -> KSModel:
-    """A copy of the model whose task head was re-trained `steps` steps on the pruned features.
+    """A copy of the model whose task head is re-trained on the pruned model's features.
 
-    The upstream is shared (frozen), the mask stays active only inside this call and wherever
-    the caller masks again.
+    The upstream is frozen, so the pruned hidden states of `config.refit.clips` augmented
+    training clips are computed once and the head trains `config.refit.epochs` epochs on them.
+    The upstream is shared with `model`; the mask is active only while features are computed.
     """
     refit = KSModel(model.upstream, copy.deepcopy(model.head))
     refit.head_stats = model.head_stats
-    optimizer = torch.optim.AdamW(refit.head.parameters(), lr=config.train.lr)
-    step_config = copy.deepcopy(config)
-    step_config.train.steps_per_epoch = steps
-    step_config.upstream.finetune = False
-    loader = epoch_loader(train_set, noises, step_config, epoch=10_000)
-    with refit.heads().masked(mask, fill):
-        train_epoch(refit, loader, optimizer, step_config, "refit", progress=False)
+    cache_config = copy.deepcopy(config)
+    cache_config.train.steps_per_epoch = math.ceil(config.refit.clips / config.train.batch_size)
+    loader = epoch_loader(train_set, noises, cache_config, epoch=10_000)
+    features = []
+    with torch.no_grad(), refit.heads().masked(mask, fill):
+        for waves, labels in loader:
+            features.append((refit.upstream(waves).hidden_states, labels))
+    optimizer = torch.optim.AdamW(refit.head.parameters(), lr=config.refit.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    refit.head.train()
+    for _ in range(config.refit.epochs):
+        for i in torch.randperm(len(features), generator=generator).tolist():
+            hidden, labels = features[i]
+            loss = F.cross_entropy(refit.head(hidden), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
     refit.eval()
     return refit

@@ -6,6 +6,7 @@ an uninterrupted one would have.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from pathlib import Path
@@ -69,6 +70,15 @@ def _optimizer(model: KSModel, config: Config) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, weight_decay=config.train.weight_decay)
 
 
+def _cosine_schedule(optimizer: torch.optim.Optimizer, config: Config, n_train: int):
+    """Learning rate decays from its configured value to 0 along a half cosine."""
+    per_epoch = config.train.steps_per_epoch or math.ceil(n_train / config.train.batch_size)
+    total = max(per_epoch * config.train.epochs, 1)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    )
+
+
 def epoch_loader(train_set: KSDataset, noises: list, config: Config, epoch: int) -> DataLoader:
     seed = config.seed * 1000 + epoch
     dataset = train_set
@@ -81,7 +91,13 @@ def epoch_loader(train_set: KSDataset, noises: list, config: Config, epoch: int)
 
 
 def train_epoch(
-    model: KSModel, loader: DataLoader, optimizer, config: Config, desc: str, progress: bool
+    model: KSModel,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    config: Config,
+    desc: str,
+    progress: bool,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> float:
     finetune = config.upstream.finetune
     model.head.train()
@@ -95,6 +111,8 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         total, count = total + loss.item() * len(labels), count + len(labels)
         bar.set_postfix(loss=f"{total / count:.3f}")
     return total / max(count, 1)
@@ -121,6 +139,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     noises = background_noises(splits["root"]) if config.data.augment else []
     model = build_model(config)
     optimizer = _optimizer(model, config)
+    scheduler = _cosine_schedule(optimizer, config, len(splits["train"]))
     state = load_train_state(run_dir) if resume else None
     if resume and state is None:
         raise HibError(f"{run_dir}: nothing to resume (no train_state.pt)")
@@ -130,11 +149,13 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
         if config.upstream.finetune:
             model.upstream.load_state_dict(state["upstream"])
         optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
         first_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
     save_config(run_dir, config)
     for epoch in range(first_epoch, config.train.epochs):
         loader = epoch_loader(splits["train"], noises, config, epoch)
-        loss = train_epoch(model, loader, optimizer, config, f"epoch {epoch + 1}", progress)
+        desc = f"epoch {epoch + 1}/{config.train.epochs}"
+        loss = train_epoch(model, loader, optimizer, config, desc, progress, scheduler)
         val = evaluate(model, splits["validation"], config.train.batch_size, progress)
         history.append({"epoch": epoch + 1, "loss": loss, "val_accuracy": val.accuracy})
         if progress:
@@ -150,6 +171,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
                 "history": history,
                 "head": model.head.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
                 **({"upstream": model.upstream.state_dict()} if config.upstream.finetune else {}),
             },
         )
