@@ -1,7 +1,8 @@
 """Every method on the same heads, data and protocol: curves, area, faithfulness, stability, cost.
 
 For each method and seed: score on the same number of training clips, sweep the pruned fraction
-on the test split (no retraining, the run's fill). Reported per method:
+on the test split (no retraining, the run's fill). Written to results.json["comparison"],
+beside (not over) the single-seed curves of `hib prune`. Reported per method:
 
 - auc: mean accuracy over pruned fractions 0-90 % (mean over seeds, and its std);
 - accuracy at 20/40/60 % pruned (of the mean curve);
@@ -48,8 +49,14 @@ def _hib_beta(run: Run, clips: int) -> dict[str, Any]:
     return {"beta": beta}
 
 
-def compare(run: Run, methods: list[str] | None = None, seeds: int = 3, clips: int = 500) -> dict:
-    """Run the comparison and merge it into results.json; returns the per-method table."""
+def compare(
+    run: Run,
+    methods: list[str] | None = None,
+    seeds: int = 3,
+    clips: int = 500,
+    ratios: list[float] = SWEEP,
+) -> dict:
+    """Run the comparison into results.json["comparison"]; returns the per-method table."""
     names = methods or sorted(METHODS)
     if "ablation" not in names:
         names = [*names, "ablation"]
@@ -69,7 +76,7 @@ def compare(run: Run, methods: list[str] | None = None, seeds: int = 3, clips: i
                     run.model,
                     run.split("test"),
                     scores[-1],
-                    SWEEP,
+                    ratios,
                     run.fill,
                     evaluate_masked=run.test_accuracy,
                 )
@@ -95,13 +102,8 @@ def compare(run: Run, methods: list[str] | None = None, seeds: int = 3, clips: i
     reference = torch.stack(all_scores["ablation"]).mean(0)
     for row in table.values():
         row["spearman_ablation"] = _spearman(torch.tensor(row["scores"]), reference)
-    update_results(
-        run.dir,
-        {
-            "methods": table,
-            "comparison": {"seeds": seeds, "clips": clips, "ratios": SWEEP, "auc_max_ratio": 0.9},
-        },
-    )
+    summary = {"seeds": seeds, "clips": clips, "ratios": ratios, "auc_max_ratio": 0.9}
+    update_results(run.dir, {"comparison": {**summary, "methods": table}})
     return table
 
 
@@ -111,11 +113,15 @@ def format_table(table: dict[str, dict[str, Any]]) -> str:
         f"{'method':<12} {'AUC':>13} {'acc@20':>7} {'acc@40':>7} {'acc@60':>7} "
         f"{'rho_abl':>7} {'stab':>6} {'seconds':>8}"
     ]
+
+    def fmt(value: float | None, width: int, digits: int) -> str:
+        return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}"
+
     for name, r in sorted(table.items(), key=lambda kv: -kv[1]["auc"]):
-        stab = "-" if r["stability"] is None else f"{r['stability']:.2f}"
+        accs = " ".join(fmt(r[f"acc@{p}"], 7, 4) for p in (20, 40, 60))
         lines.append(
-            f"{name:<12} {r['auc']:.4f}±{r['auc_std']:.4f} {r['acc@20']:7.4f} "
-            f"{r['acc@40']:7.4f} {r['acc@60']:7.4f} {r['spearman_ablation']:7.2f} "
-            f"{stab:>6} {r['seconds']:8.1f}"
+            f"{name:<12} {r['auc']:.4f}±{r['auc_std']:.4f} {accs} "
+            f"{fmt(r['spearman_ablation'], 7, 2)} {fmt(r['stability'], 6, 2)} "
+            f"{fmt(r['seconds'], 8, 1)}"
         )
     return "\n".join(lines)

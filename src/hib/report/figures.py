@@ -19,10 +19,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def curves_figure(results: dict, path: Path) -> Path:
+def curves_figure(methods: dict, unpruned: float | None, path: Path) -> Path:
     """Accuracy vs pruned fraction, every method on one plot; re-fit curves dashed."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (name, record) in enumerate(sorted(results.get("methods", {}).items())):
+    for i, (name, record) in enumerate(sorted(methods.items())):
         color = f"C{i}"
         for key, style, label in (("curve", "-o", name), ("curve_refit", "--s", f"{name} (refit)")):
             curve = record.get(key)
@@ -30,8 +30,8 @@ def curves_figure(results: dict, path: Path) -> Path:
                 x = [p["ratio"] for p in curve]
                 y = [p["accuracy"] for p in curve]
                 ax.plot(x, y, style, color=color, label=label, markersize=3)
-    if "accuracy" in results:
-        ax.axhline(results["accuracy"], color="gray", lw=0.8, ls=":", label="unpruned")
+    if unpruned is not None:
+        ax.axhline(unpruned, color="gray", lw=0.8, ls=":", label="unpruned")
     ax.set_xlabel("fraction of heads pruned")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
@@ -40,18 +40,24 @@ def curves_figure(results: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def heatmaps_figure(results: dict, path: Path) -> Path:
+def heatmaps_figure(methods: dict, path: Path) -> Path:
     """Layer x head score matrix of each method (each on its own colour scale)."""
-    methods = [(n, r) for n, r in sorted(results.get("methods", {}).items()) if "scores" in r]
-    cols = max(len(methods), 1)
-    fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.0), squeeze=False)
-    for ax, (name, record) in zip(axes[0], methods, strict=False):
+    scored = [(n, r) for n, r in sorted(methods.items()) if "scores" in r]
+    cols = min(max(len(scored), 1), 4)
+    rows = max(1, -(-len(scored) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[len(scored) :]:
+        ax.axis("off")
+    for ax, (name, record) in zip(axes.flat, scored, strict=False):
         scores = np.asarray(record["scores"], dtype=float)
         image = ax.imshow(scores, cmap="viridis", aspect="auto")
         ax.set_title(name)
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
-        ax.set_xticks(range(scores.shape[1]))
-        ax.set_yticks(range(scores.shape[0]))
+        if scores.shape[1] <= 16:
+            ax.set_xticks(range(scores.shape[1]))
+        if scores.shape[0] <= 16:
+            ax.set_yticks(range(scores.shape[0]))
         fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
     return _save(fig, path)

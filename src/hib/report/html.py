@@ -22,29 +22,47 @@ def accuracy_at(curve: list[dict] | None, ratio: float) -> float | None:
     return None
 
 
-def _fmt(value: float | None) -> str:
+def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f} %"
 
 
-def _table(results: dict) -> str:
-    head = "".join(f"<th>{int(r * 100)} % pruned</th>" for r in TABLE_RATIOS)
-    refit = "".join(f"<th>{int(r * 100)} % + refit</th>" for r in TABLE_RATIOS)
-    rows = []
-    for name, record in sorted(results.get("methods", {}).items()):
-        cells = "".join(
-            f"<td>{_fmt(accuracy_at(record.get('curve'), r))}</td>" for r in TABLE_RATIOS
-        )
-        cells += "".join(
-            f"<td>{_fmt(accuracy_at(record.get('curve_refit'), r))}</td>" for r in TABLE_RATIOS
-        )
-        seconds = record.get("seconds")
-        cells += f"<td>{'–' if seconds is None else f'{seconds:.1f}'}</td>"
-        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
-    return (
-        f"<table><tr><th>method</th>{head}{refit}<th>scoring seconds</th></tr>"
-        + "".join(rows)
-        + "</table>"
+def _num(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        f"<tr><th>{html.escape(r[0])}</th>" + "".join(f"<td>{c}</td>" for c in r[1:]) + "</tr>"
+        for r in rows
     )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _pruning_table(methods: dict) -> str:
+    header = ["method"] + [f"{int(r * 100)} % pruned" for r in TABLE_RATIOS]
+    header += [f"{int(r * 100)} % + refit" for r in TABLE_RATIOS] + ["scoring s"]
+    rows = [
+        [name]
+        + [_pct(accuracy_at(rec.get("curve"), r)) for r in TABLE_RATIOS]
+        + [_pct(accuracy_at(rec.get("curve_refit"), r)) for r in TABLE_RATIOS]
+        + [_num(rec.get("seconds"), 1)]
+        for name, rec in sorted(methods.items())
+    ]
+    return _html_table(header, rows)
+
+
+def _comparison_table(methods: dict) -> str:
+    header = ["method", "AUC (0-90 %)", "± std", "acc@20 %", "acc@40 %", "acc@60 %"]
+    header += ["Spearman vs ablation", "stability", "seconds"]
+    ordered = sorted(methods.items(), key=lambda kv: -kv[1]["auc"])
+    rows = [
+        [name, _pct(r["auc"]), _pct(r["auc_std"])]
+        + [_pct(r.get(f"acc@{int(x * 100)}")) for x in TABLE_RATIOS]
+        + [_num(r["spearman_ablation"]), _num(r["stability"]), _num(r["seconds"], 1)]
+        for name, r in ordered
+    ]
+    return _html_table(header, rows)
 
 
 def _img(path: Path) -> str:
@@ -52,31 +70,49 @@ def _img(path: Path) -> str:
     return f'<img alt="{path.stem}" src="data:image/png;base64,{data}">'
 
 
+def _comparison_section(results: dict, run_dir: Path) -> str:
+    comparison = results.get("comparison")
+    if not comparison:
+        return ""
+    methods = comparison["methods"]
+    curves = curves_figure(methods, results.get("accuracy"), run_dir / "comparison_curves.png")
+    heatmaps = heatmaps_figure(methods, run_dir / "comparison_heatmaps.png")
+    return f"""<h2>Comparison of every method</h2>
+<p>{comparison["seeds"]} seeds, {comparison["clips"]} training clips per scoring, pruned
+fractions {", ".join(f"{r:g}" for r in comparison["ratios"])}; no retraining. AUC is the mean
+accuracy over pruned fractions 0-90 %; Spearman is against single-head ablation scores;
+stability is the mean pairwise Spearman of scores across seeds; seconds per scoring.</p>
+{_comparison_table(methods)}{_img(curves)}{_img(heatmaps)}"""
+
+
 def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     results = read_results(run_dir)
-    curves = curves_figure(results, run_dir / "curves.png")
-    heatmaps = heatmaps_figure(results, run_dir / "heatmaps.png")
+    methods = results.get("methods", {})
+    curves = curves_figure(methods, results.get("accuracy"), run_dir / "curves.png")
+    heatmaps = heatmaps_figure(methods, run_dir / "heatmaps.png")
     config = (run_dir / CONFIG_FILE).read_text() if (run_dir / CONFIG_FILE).is_file() else ""
     upstream = results.get("upstream", {})
     timings = {
         "seconds_total": results.get("seconds_total"),
         "train_seconds": results.get("train", {}).get("seconds"),
-        **{f"{n}_seconds": r.get("seconds") for n, r in results.get("methods", {}).items()},
+        **{f"{n}_seconds": r.get("seconds") for n, r in methods.items()},
     }
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>hib report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
 pre{{background:#f6f6f6;padding:1em;overflow:auto}}img{{max-width:100%}}</style></head><body>
 <h1>Head importance report</h1>
 <p>Task <b>{html.escape(str(results.get("task", "ks")))}</b>, upstream
 <b>{html.escape(str(upstream.get("name", "?")))}</b> ({upstream.get("n_layers", "?")} layers x
 {upstream.get("n_heads", "?")} heads). Unpruned test accuracy
-<b>{_fmt(results.get("accuracy"))}</b>. Removed heads pass their training-mean context unless
+<b>{_pct(results.get("accuracy"))}</b>. Removed heads pass their training-mean context unless
 the config says otherwise; curves without re-fit keep the task head as trained.</p>
 <h2>Accuracy vs fraction of heads pruned</h2>{_img(curves)}
-<h2>Accuracy at fixed pruned fractions (test split)</h2>{_table(results)}
+<h2>Accuracy at fixed pruned fractions (test split)</h2>{_pruning_table(methods)}
 <h2>Head scores (higher = more important)</h2>{_img(heatmaps)}
+{_comparison_section(results, run_dir)}
 <h2>Timings (seconds)</h2><pre>{html.escape(json.dumps(timings, indent=2))}</pre>
 <h2>Config</h2><pre>{html.escape(config)}</pre>
 </body></html>

@@ -1,0 +1,34 @@
+"""The comparison on a tiny trained run: every reported figure present and consistent."""
+
+import json
+
+import pytest
+
+from hib.compare import compare, format_table
+from hib.pipeline import Run
+from hib.report import write_report
+from tests.test_pipeline import run_dir as run_dir  # noqa: F401  (module fixture)
+from tests.test_train import setup as setup  # noqa: F401  (module fixture)
+
+
+def test_compare_writes_the_table_and_the_report(run_dir):  # noqa: F811
+    run = Run(run_dir, progress=False)
+    table = compare(run, ["random", "magnitude", "hib"], seeds=2, clips=8, ratios=[0, 0.5, 1])
+    assert set(table) == {"random", "magnitude", "hib", "ablation"}  # ablation is the reference
+    results = json.loads((run_dir / "results.json").read_text())
+    stored = results["comparison"]
+    assert stored["seeds"] == 2 and stored["clips"] == 8
+    for name, row in stored["methods"].items():
+        assert 0 <= row["auc"] <= 1, name
+        assert len(row["curves_per_seed"]) == 2
+        assert row["auc"] == pytest.approx(sum(p["accuracy"] for p in row["curve"][:2]) / 2)
+        assert row["seconds"] >= 0
+    assert stored["methods"]["ablation"]["spearman_ablation"] == pytest.approx(1.0)
+    assert stored["methods"]["magnitude"]["stability"] == pytest.approx(1.0)  # data-free
+    assert stored["methods"]["random"]["stability"] < 1.0
+    text = format_table(table)
+    assert text.splitlines()[0].split()[:2] == ["method", "AUC"]
+    assert len(text.splitlines()) == 5
+    html = write_report(run_dir).read_text()
+    assert "Comparison of every method" in html
+    assert html.count('src="data:image/png;base64,') == 4
