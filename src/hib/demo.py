@@ -1,4 +1,4 @@
-"""`make demo`: corpus -> KS training -> head scores -> pruning sweeps -> report.
+"""`make demo`: corpus -> KS training -> head scores -> pruning sweeps -> comparison -> report.
 
 Idempotent: a finished step (trained model, stored scores) is reused by the next run.
 """
@@ -6,10 +6,12 @@ Idempotent: a finished step (trained model, stored scores) is reused by the next
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
 from hib.checkpoint import MODEL_FILE
+from hib.compare import compare, format_table
 from hib.config import load_config
 from hib.pipeline import Run
 from hib.prune import parse_ratios
@@ -17,7 +19,22 @@ from hib.report import write_report
 from hib.results import read_results, update_results
 from hib.train import train
 
-DEMO_METHODS = ("hib", "random")
+
+@dataclass(frozen=True)
+class DemoPlan:
+    config: str  # a packaged config name
+    score_clips: int  # training clips for the demo's hib and random scores
+    compare_seeds: int
+    compare_clips: int  # fewer than `hib compare`'s default: the demo must fit in minutes
+    compare_ratios: str
+
+
+FULL = DemoPlan(
+    "demo", score_clips=1000, compare_seeds=3, compare_clips=128, compare_ratios="0:0.9:0.1"
+)
+QUICK = DemoPlan(
+    "quick", score_clips=128, compare_seeds=2, compare_clips=16, compare_ratios="0:0.9:0.3"
+)
 REFIT_RATIOS = [0.2, 0.4, 0.6]
 
 
@@ -26,24 +43,39 @@ def config_path(name: str) -> Path:
     return Path(str(files("hib") / "configs" / f"{name}.yaml"))
 
 
+def _step(label: str) -> float:
+    print(f"== {label}", flush=True)
+    return time.perf_counter()
+
+
 def run_demo(out: Path, quick: bool = False) -> dict:
+    plan = QUICK if quick else FULL
     start = time.perf_counter()
-    config = load_config(config_path("quick" if quick else "demo"))
-    done = read_results(out)
-    if not ((out / MODEL_FILE).is_file() and "accuracy" in done):
-        train(config, out)
+    timings: dict[str, float] = {}
+    if not ((out / MODEL_FILE).is_file() and "accuracy" in read_results(out)):
+        t = _step("corpus and training")
+        train(load_config(config_path(plan.config)), out)
+        timings["train"] = time.perf_counter() - t
     run = Run(out)
     print(f"unpruned test accuracy: {read_results(out)['accuracy']:.4f}")
-    clips = 200 if quick else 1000
-    for name in DEMO_METHODS:
+    for name in ("hib", "random"):
+        t = _step(f"{name}: scores, pruning sweep, refit")
         if not (out / "scores" / f"{name}.safetensors").is_file():
-            run.score(name, clips=clips)
-        run.prune(
-            name,
-            parse_ratios("0:1:0.05"),
-            refit_ratios=REFIT_RATIOS,
-        )
-    results = update_results(out, {"seconds_total": time.perf_counter() - start})
+            run.score(name, clips=plan.score_clips)
+        run.prune(name, parse_ratios("0:1:0.05"), refit_ratios=REFIT_RATIOS)
+        timings[name] = time.perf_counter() - t
+    t = _step("comparison of every method")
+    table = compare(
+        run,
+        seeds=plan.compare_seeds,
+        clips=plan.compare_clips,
+        ratios=parse_ratios(plan.compare_ratios),
+    )
+    timings["compare"] = time.perf_counter() - t
+    print(format_table(table))
+    previous = read_results(out).get("train", {}).get("seconds", 0.0)
+    total = time.perf_counter() - start + (0.0 if "train" in timings else previous)
+    results = update_results(out, {"seconds_total": total, "demo_seconds": timings})
     report = write_report(out)
     print(f"results: {out / 'results.json'}\nreport:  {report}")
     return results

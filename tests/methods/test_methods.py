@@ -224,7 +224,7 @@ class Case:
         return self.name
 
 
-SMALL = {"clips": 4, "batch_size": 2}
+SMALL = {"clips": 4, "batch_size": 2, "min_steps": 1}
 TABLE = (
     Case("random", {}, False, None, check_random),
     Case("magnitude", {}, False, None, check_magnitude),

@@ -8,6 +8,7 @@ Higher score = more important head. Methods reach heads only through `model.head
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -25,10 +26,13 @@ class HeadMethod:
     name: ClassVar[str]
     data_driven: ClassVar[bool] = True  # False: the score ignores the data (random, magnitude)
 
-    def __init__(self, seed: int = DEFAULT_SEED, clips: int = 1000, batch_size: int = 32):
+    def __init__(
+        self, seed: int = DEFAULT_SEED, clips: int = 1000, batch_size: int = 32, min_steps: int = 32
+    ):
         self.seed = seed
         self.clips = clips
         self.batch_size = batch_size
+        self.min_steps = min_steps
 
     def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
         """(n_layers, n_heads) importance on the model's original head grid."""
@@ -37,6 +41,15 @@ class HeadMethod:
     def options(self) -> dict:
         """What results.json records about how the scores were made."""
         return {"seed": self.seed, "clips": self.clips}
+
+    def passes(self, epochs: int, data: KSDataset) -> int:
+        """Epochs for a fitted method: at least `epochs`, and enough for `min_steps` steps.
+
+        Few clips then mean more passes over the same clips, not an unconverged fit; every
+        fitted method (hib, hib-attn, l0) gets the same floor, so comparisons stay fair.
+        """
+        per_epoch = math.ceil(min(self.clips, len(data)) / self.batch_size)
+        return max(epochs, math.ceil(self.min_steps / max(per_epoch, 1)))
 
     def batches(
         self, data: KSDataset, epoch: int = 0

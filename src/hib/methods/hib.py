@@ -49,7 +49,8 @@ class HIB(HeadMethod):
         optimizer = torch.optim.Adam([bottleneck.alpha], lr=self.lr)
         generator = torch.Generator().manual_seed(self.seed)
         self.history = []
-        for epoch in range(self.epochs):
+        steps = 0
+        for epoch in range(self.passes(self.epochs, data)):
             cap_sum, count, loss_sum = torch.zeros(model.heads().shape), 0, 0.0
             batches = self.batches(data, epoch)
             for waves, labels in tqdm(
@@ -65,8 +66,9 @@ class HIB(HeadMethod):
                 cap_sum += capacity.detach() * len(labels)
                 loss_sum += loss.item() * len(labels)
                 count += len(labels)
+                steps += 1
             self.history.append(loss_sum / max(count, 1))
-            if self._plateaued():
+            if steps >= self.min_steps and self._plateaued():
                 break
         return cap_sum / max(count, 1)
 

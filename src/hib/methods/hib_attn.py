@@ -38,7 +38,7 @@ class HIBAttention(HeadMethod):
         maps: dict[int, torch.Tensor] = {}  # layer -> (h, T, S) logits, made at the first batch
         optimizer = None
         total, count = torch.zeros(heads.shape), 0
-        for epoch in range(self.epochs):
+        for epoch in range(self.passes(self.epochs, data)):
             total, count = torch.zeros(heads.shape), 0
             for waves, labels in self.batches(data, epoch):
                 with heads.capture_values() as values:  # noqa: SIM117 (mix reads values)

@@ -47,7 +47,7 @@ class L0Gates(HeadMethod):
         optimizer = torch.optim.SGD([log_alpha], lr=self.lr)
         generator = torch.Generator().manual_seed(self.seed)
         alive = heads.alive()
-        for epoch in range(self.epochs):
+        for epoch in range(self.passes(self.epochs, data)):
             for waves, labels in self.batches(data, epoch):
                 gates = sample_gates(log_alpha, generator)
                 with heads.gated(gates, fill="mean"):
