@@ -18,7 +18,7 @@ from hib.downstream import KSModel
 from hib.methods.base import HeadMethod
 from hib.methods.registry import register
 
-DEFAULT_BETAS = (0.01, 0.1, 1.0)
+DEFAULT_BETAS = (0.001, 0.01, 0.1)
 
 
 @register
