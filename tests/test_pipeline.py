@@ -131,6 +131,16 @@ def test_bench_prune_json(run_dir, capsys):
     assert result["latency_ratio"] > 0 and result["attention_latency_ratio"] > 0
 
 
+def test_generalization_evaluates_the_same_masks_elsewhere(run_dir):
+    run = Run(run_dir, progress=False)
+    run.score("random", clips=16)
+    test = run.split("test")
+    points = run.generalization("random", [0.0, 0.5], test)
+    assert [p["pruned"] for p in points] == [0, 4]
+    for point in points:  # the test split as the "other" corpus: both columns agree
+        assert point["other"] == pytest.approx(point["test"])
+
+
 def test_report_is_self_contained(run_dir):
     run = Run(run_dir, progress=False)
     run.score("random", clips=16)

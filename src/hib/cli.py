@@ -14,8 +14,11 @@ from hib.errors import HibError
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
-    from hib.data.synth.corpus import SynthConfig, build_corpus
+    from hib.data.synth.corpus import SynthConfig, build_corpus, holdout_config
 
+    if args.holdout:
+        print(f"corpus: {build_corpus(Path(args.out), holdout_config(), workers=args.workers)}")
+        return
     out = build_corpus(
         Path(args.out), SynthConfig(n_clips=args.clips, seed=args.seed), workers=args.workers
     )
@@ -150,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--clips", type=int, default=10000)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--workers", type=int, default=2)
+    synth.add_argument(
+        "--holdout", action="store_true", help="voices the default never uses; all clips in test"
+    )
     synth.set_defaults(func=_cmd_synth)
     download = data_sub.add_parser("download", help="fetch the official archives")
     download.add_argument("corpus", choices=["speech-commands"])

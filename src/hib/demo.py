@@ -13,6 +13,8 @@ from pathlib import Path
 from hib.checkpoint import MODEL_FILE
 from hib.compare import compare, format_table
 from hib.config import load_config
+from hib.data.corpora import holdout_corpus
+from hib.data.speech_commands import load_split
 from hib.pipeline import Run
 from hib.prune import parse_ratios
 from hib.report import write_report
@@ -64,6 +66,23 @@ def run_demo(out: Path, quick: bool = False) -> dict:
             run.score(name, clips=plan.score_clips)
         run.prune(name, parse_ratios("0:1:0.05"), refit_ratios=REFIT_RATIOS)
         timings[name] = time.perf_counter() - t
+    t = _step("held-out voices: does the pruned model generalise?")
+    holdout = load_split(holdout_corpus(), "test")
+    points = run.generalization("hib", [0.0, *REFIT_RATIOS], holdout)
+    update_results(
+        out,
+        {
+            "generalization": {
+                "method": "hib",
+                "n_other": len(holdout),
+                "other": "synthesized held-out voices",
+                "points": points,
+            }
+        },
+    )
+    for p in points:
+        print(f"  hib {p['ratio']:.1f}: test {p['test']:.4f}  held-out voices {p['other']:.4f}")
+    timings["generalization"] = time.perf_counter() - t
     t = _step("comparison of every method")
     table = compare(
         run,

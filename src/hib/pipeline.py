@@ -226,6 +226,23 @@ class Run:
         save_pruned(Path(out), model, self.config, spec)
         return Path(out)
 
+    def generalization(self, name: str, ratios: list[float], other: KSDataset) -> list[dict]:
+        """Accuracy with `name`'s pruning on the test split and on another corpus, per ratio."""
+        points = []
+        for ratio in ratios:
+            mask = self.mask_for(name, ratio)
+            with self.model.heads().masked(mask, self.fill):
+                other_accuracy = evaluate(self.model, other).accuracy
+            points.append(
+                {
+                    "ratio": ratio,
+                    "pruned": int((~mask).sum()),
+                    "test": self.test_accuracy(mask),
+                    "other": other_accuracy,
+                }
+            )
+        return points
+
     def bench(self, name: str, ratio: float, **options: Any) -> dict[str, float]:
         return bench_pruning(self.model, self.mask_for(name, ratio), self.fill, **options)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hib.config import DataConfig
-from hib.data.synth.corpus import SynthConfig, build_corpus
+from hib.data.synth.corpus import SynthConfig, build_corpus, holdout_config
 from hib.errors import DataError
 from hib.paths import cache_dir
 
@@ -28,3 +28,10 @@ def resolve_data_root(data: DataConfig, progress: bool = True) -> Path:
             progress=progress,
         )
     )
+
+
+def holdout_corpus(progress: bool = True) -> Path:
+    """The held-out-voices corpus (every clip in its test split), built once and cached."""
+    config = holdout_config()
+    out = cache_dir() / "corpora" / f"synth-ks-holdout-{config.n_clips}"
+    return Path(build_corpus(out, config, progress=progress))

@@ -85,6 +85,19 @@ stability is the mean pairwise Spearman of scores across seeds; seconds per scor
 {_comparison_table(methods)}{_img(curves)}{_img(heatmaps)}"""
 
 
+def _generalization_section(results: dict) -> str:
+    gen = results.get("generalization")
+    if not gen:
+        return ""
+    rows = [
+        [f"{100 * p['ratio']:.0f} % ({p['pruned']} heads)", _pct(p["test"]), _pct(p["other"])]
+        for p in gen["points"]
+    ]
+    table = _html_table(["pruned", "test split", html.escape(gen["other"])], rows)
+    return f"""<h2>Generalisation of the {html.escape(gen["method"])} pruning</h2>
+<p>The same pruned models on {gen["n_other"]} clips of voices the corpus never used.</p>{table}"""
+
+
 def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     results = read_results(run_dir)
@@ -112,6 +125,7 @@ the config says otherwise; curves without re-fit keep the task head as trained.<
 <h2>Accuracy vs fraction of heads pruned</h2>{_img(curves)}
 <h2>Accuracy at fixed pruned fractions (test split)</h2>{_pruning_table(methods)}
 <h2>Head scores (higher = more important)</h2>{_img(heatmaps)}
+{_generalization_section(results)}
 {_comparison_section(results, run_dir)}
 <h2>Timings (seconds)</h2><pre>{html.escape(json.dumps(timings, indent=2))}</pre>
 <h2>Config</h2><pre>{html.escape(config)}</pre>
