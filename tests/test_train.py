@@ -65,9 +65,23 @@ def test_same_seed_same_model(setup, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_continues_exactly(setup, tmp_path):
+def test_resume_continues_exactly(setup, tmp_path, monkeypatch):
+    import hib.train
+
     train(_config(setup), tmp_path / "full", progress=False)
-    train(_config(setup, "train.epochs=1"), tmp_path / "part", progress=False)
+    real_epoch, calls = hib.train.train_epoch, []
+
+    def interrupted_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(hib.train, "train_epoch", interrupted_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(setup), tmp_path / "part", progress=False)
+    monkeypatch.setattr(hib.train, "train_epoch", real_epoch)
+    assert not list((tmp_path / "part").glob(".*tmp"))  # nothing half written
     train(_config(setup), tmp_path / "part", resume=True, progress=False)
     full = torch.load(tmp_path / "full" / "train_state.pt", weights_only=False)
     part = torch.load(tmp_path / "part" / "train_state.pt", weights_only=False)
