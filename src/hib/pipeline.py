@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from hib.bench import bench_pruning
 from hib.checkpoint import load_run, save_pruned
-from hib.data.speech_commands import KSDataset, background_noises
+from hib.data.speech_commands import KSDataset
 from hib.errors import HibError
 from hib.evaluate import evaluate
 from hib.io import save_tensors
@@ -26,7 +26,7 @@ from hib.methods import get_method
 from hib.methods.hib import DEFAULT_BETAS
 from hib.prune import curve_area, n_to_prune, parse_ratios, prune_mask, refit_head, sweep
 from hib.results import read_results, update_results
-from hib.train import load_splits
+from hib.train import load_splits, training_noises
 
 VALIDATION_RATIOS = parse_ratios("0:0.9:0.1")
 RANDOM_SEEDS = 5
@@ -138,7 +138,6 @@ class Run:
         refit_ratios: list[float] | None = None,
     ) -> dict:
         """Accuracy on the test split at each ratio (and after re-fitting the task head)."""
-        test = self.split("test")
         rescore = None
         if iterative:
             if name == "random":
@@ -146,19 +145,7 @@ class Run:
             beta = read_results(self.dir).get("methods", {}).get(name, {}).get("beta")
             extra = {"beta": beta} if name == "hib" and beta is not None else {}
             rescore = lambda mask: self.compute_scores(name, **extra)  # noqa: E731
-        curves = [
-            sweep(
-                self.model,
-                test,
-                s,
-                ratios,
-                self.fill,
-                min_per_layer,
-                rescore,
-                evaluate_masked=self.test_accuracy,
-            )
-            for s in self._seed_scores(name)
-        ]
+        curves = self._sweeps(name, ratios, min_per_layer, self.test_accuracy, rescore)
         record: dict[str, Any] = {
             "curve": mean_curve(curves),
             "fill": self.fill,
@@ -173,28 +160,35 @@ class Run:
         return record
 
     def refit_curve(self, name: str, ratios: list[float], min_per_layer: int) -> list[dict]:
-        train = self.split("train")
-        noises = background_noises(self.splits["root"]) if self.config.data.augment else []
-        test = self.split("test")
-
         def refit_accuracy(mask: torch.Tensor) -> float:
-            refit = refit_head(self.model, mask, train, noises, self.config, self.fill)
+            refit = refit_head(
+                self.model, mask, self.split("train"), self.noises, self.config, self.fill
+            )
             with refit.heads().masked(mask, self.fill):
-                return evaluate(refit, test).accuracy
+                return evaluate(refit, self.split("test")).accuracy
 
-        curves = [
+        return mean_curve(self._sweeps(name, ratios, min_per_layer, refit_accuracy))
+
+    def _sweeps(self, name, ratios, min_per_layer, evaluate_masked, rescore=None) -> list:
+        """One curve per seed of `name`'s scores, each mask scored by `evaluate_masked`."""
+        return [
             sweep(
                 self.model,
-                test,
-                s,
+                self.split("test"),
+                scores,
                 ratios,
                 self.fill,
                 min_per_layer,
-                evaluate_masked=refit_accuracy,
+                rescore,
+                evaluate_masked=evaluate_masked,
             )
-            for s in self._seed_scores(name)
+            for scores in self._seed_scores(name)
         ]
-        return mean_curve(curves)
+
+    @property
+    def noises(self) -> list:
+        """Background noises for training-time augmentation (none when it is off)."""
+        return training_noises(self.splits["root"], self.config)
 
     def mask_for(self, name: str, ratio: float, min_per_layer: int = 0) -> torch.Tensor:
         """The keep-mask `name`'s stored scores give at pruned fraction `ratio`."""
@@ -212,8 +206,9 @@ class Run:
         mask = self.mask_for(name, ratio)
         model = self.model
         if refit:
-            noises = background_noises(self.splits["root"]) if self.config.data.augment else []
-            model = refit_head(model, mask, self.split("train"), noises, self.config, self.fill)
+            model = refit_head(
+                model, mask, self.split("train"), self.noises, self.config, self.fill
+            )
         model = copy.deepcopy(model)
         model.heads().prune(mask, self.fill)
         spec = {

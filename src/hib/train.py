@@ -63,6 +63,11 @@ def load_splits(config: Config, progress: bool = True) -> dict[str, KSDataset]:
     return splits
 
 
+def training_noises(root: Path, config: Config) -> list:
+    """Background noises for training-time augmentation (none when it is off)."""
+    return background_noises(root) if config.data.augment else []
+
+
 def _optimizer(model: KSModel, config: Config) -> torch.optim.Optimizer:
     groups = [{"params": model.head.parameters(), "lr": config.train.lr}]
     if config.upstream.finetune:
@@ -136,7 +141,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     splits = load_splits(config, progress)
     if len(splits["train"]) == 0:
         raise HibError("the training split is empty: nothing to train on")
-    noises = background_noises(splits["root"]) if config.data.augment else []
+    noises = training_noises(splits["root"], config)
     model = build_model(config)
     optimizer = _optimizer(model, config)
     scheduler = _cosine_schedule(optimizer, config, len(splits["train"]))
