@@ -97,6 +97,17 @@ def test_export_reloads_as_pruned_with_the_same_accuracy(run_dir, tmp_path):
         assert (pruned(waves) - expected).abs().max().item() < 1e-4
 
 
+def test_eval_with_a_methods_pruning(run_dir, capsys):
+    run = Run(run_dir, progress=False)
+    run.score("random", clips=16)
+    expected = run.pruned_accuracy("random", 0.5, run.split("test"))
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--method", "random", "--ratio", "0.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == expected
+    assert main(["eval", str(run_dir), "--method", "nope", "--ratio", "0.5", "--json"]) == 2
+    assert "no nope scores" in capsys.readouterr().err
+
+
 def test_bench_prune_json(run_dir, capsys):
     Run(run_dir, progress=False).score("random", clips=16)
     capsys.readouterr()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,14 @@ class Run:
 
         return mean_curve(self._sweeps(name, ratios, min_per_layer, refit_accuracy))
 
-    def _sweeps(self, name, ratios, min_per_layer, evaluate_masked, rescore=None) -> list:
+    def _sweeps(
+        self,
+        name: str,
+        ratios: list[float],
+        min_per_layer: int,
+        evaluate_masked: Callable[[torch.Tensor], float],
+        rescore: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> list[list[dict]]:
         """One curve per seed of `name`'s scores, each mask scored by `evaluate_masked`."""
         return [
             sweep(
