@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from hib.config import Config, config_from_dict, dump_config
@@ -33,8 +34,6 @@ def save_config(run_dir: Path, config: Config) -> None:
 
 
 def load_run_config(run_dir: str | Path) -> Config:
-    import yaml
-
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise HibError(f"{run_dir}: not a run folder (no {CONFIG_FILE}); run `hib train` first")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -193,9 +194,10 @@ class Run:
             for scores in self._seed_scores(name)
         ]
 
-    @property
+    @cached_property
     def noises(self) -> list:
-        """Background noises for training-time augmentation (none when it is off)."""
+        """Background noises for training-time augmentation (none when it is off); read once,
+        not once per re-fit."""
         return training_noises(self.splits["root"], self.config)
 
     def mask_for(self, name: str, ratio: float, min_per_layer: int = 0) -> torch.Tensor:
@@ -234,14 +236,12 @@ class Run:
         points = []
         for ratio in ratios:
             mask = self.mask_for(name, ratio)
-            with self.model.heads().masked(mask, self.fill):
-                other_accuracy = evaluate(self.model, other).accuracy
             points.append(
                 {
                     "ratio": ratio,
                     "pruned": int((~mask).sum()),
                     "test": self.test_accuracy(mask),
-                    "other": other_accuracy,
+                    "other": self.pruned_accuracy(name, ratio, other)["accuracy"],
                 }
             )
         return points
