@@ -9,7 +9,7 @@ import torch
 from hib.checkpoint import load_run
 from hib.cli import main
 from hib.evaluate import evaluate
-from hib.pipeline import Run
+from hib.pipeline import RANDOM_SEEDS, Run
 from hib.report import write_report
 from hib.train import train
 from tests.test_train import _config
@@ -41,7 +41,7 @@ def test_scores_and_curves_land_in_results(run_dir):
         assert [p["ratio"] for p in method["curve"]] == ratios
         assert [p["pruned"] for p in method["curve"]] == [0, 2, 4, 8]
     assert results["methods"]["hib"]["beta"] == 0.1
-    assert len(results["methods"]["random"]["curves_per_seed"]) == 5
+    assert len(results["methods"]["random"]["curves_per_seed"]) == RANDOM_SEEDS == 3
     assert record["curve_refit"][0]["pruned"] == 4
     assert results["methods"]["hib"]["curve"][0]["accuracy"] == pytest.approx(results["accuracy"])
 
@@ -95,6 +95,14 @@ def test_export_reloads_as_pruned_with_the_same_accuracy(run_dir, tmp_path):
         expected = run.model(waves)
     with torch.no_grad():
         assert (pruned(waves) - expected).abs().max().item() < 1e-4
+
+
+def test_unpruned_evaluation_reproduces_the_trained_accuracy(run_dir):
+    run = Run(run_dir, progress=False)
+    recorded = json.loads((run_dir / "results.json").read_text())["accuracy"]
+    assert run.evaluate(run.split("test")).accuracy == recorded
+    everything = torch.zeros(run.model.heads().shape, dtype=torch.bool)
+    assert run.test_accuracy(everything) == run.evaluate(run.split("test"), everything).accuracy
 
 
 def test_eval_with_a_methods_pruning(run_dir, capsys):

@@ -57,6 +57,14 @@ def test_train_writes_a_complete_run(setup, tmp_path):
     assert len(on_disk["train"]["history"]) == 2
 
 
+def test_bfloat16_evaluation_keeps_the_float32_figure_beside_it(setup, tmp_path):
+    results = train(_config(setup, "eval.precision=bfloat16"), tmp_path / "run", progress=False)
+    assert results["precision"] == "bfloat16"
+    assert abs(results["accuracy"] - results["accuracy_float32"]) <= 0.1
+    plain = train(_config(setup), tmp_path / "plain", progress=False)
+    assert plain["precision"] == "float32" and "accuracy_float32" not in plain
+
+
 def test_same_seed_same_model(setup, tmp_path):
     train(_config(setup, "train.epochs=1"), tmp_path / "a", progress=False)
     train(_config(setup, "train.epochs=1"), tmp_path / "b", progress=False)

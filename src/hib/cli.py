@@ -43,7 +43,6 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> None:
     from hib.data.speech_commands import load_split
-    from hib.evaluate import evaluate
     from hib.pipeline import Run
 
     run = Run(args.run_dir, progress=not args.json)
@@ -52,7 +51,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     if args.method:
         result = run.pruned_accuracy(args.method, args.ratio, dataset)
     else:
-        result = evaluate(run.model, dataset, progress=not args.json).to_dict()
+        result = run.evaluate(dataset, progress=not args.json).to_dict()
     if args.json:
         print(json.dumps(result))
         return

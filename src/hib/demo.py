@@ -64,7 +64,8 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         t = _step(f"{name}: scores, pruning sweep, refit")
         if not (out / "scores" / f"{name}.safetensors").is_file():
             run.score(name, clips=plan.score_clips)
-        run.prune(name, parse_ratios("0:1:0.05"), refit_ratios=REFIT_RATIOS)
+        # the comparison's grid: its sweeps of the same masks are then memoised, not re-run
+        run.prune(name, parse_ratios(plan.compare_ratios), refit_ratios=REFIT_RATIOS)
         timings[name] = time.perf_counter() - t
     t = _step("held-out voices: does the pruned model generalise?")
     holdout = load_split(holdout_corpus(), "test")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,17 +22,32 @@ class EvalResult:
         return asdict(self)
 
 
+def autocast(precision: str) -> contextlib.AbstractContextManager:
+    """The numeric precision of an evaluation forward: float32 as is, bfloat16 by CPU autocast
+    (matrix products in bf16, reductions in fp32), which AMX and AVX512-BF16 run 2-3x faster."""
+    if precision == "float32":
+        return contextlib.nullcontext()
+    if precision == "bfloat16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    raise ValueError(f"unknown precision '{precision}' (choose from float32, bfloat16)")
+
+
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module, dataset: KSDataset, batch_size: int = 64, progress: bool = False
+    model: torch.nn.Module,
+    dataset: KSDataset,
+    batch_size: int = 64,
+    progress: bool = False,
+    precision: str = "float32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted labels, true labels) over the whole dataset, in order."""
     model.eval()
     preds, labels = [], []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for waves, y in tqdm(loader, desc="eval", disable=not progress, leave=False):
-        preds.append(model(waves).argmax(dim=-1))
-        labels.append(y)
+    with autocast(precision):
+        for waves, y in tqdm(loader, desc="eval", disable=not progress, leave=False):
+            preds.append(model(waves).float().argmax(dim=-1))
+            labels.append(y)
     if not preds:
         return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
     return torch.cat(preds), torch.cat(labels)
@@ -49,6 +65,10 @@ def score_predictions(preds: torch.Tensor, labels: torch.Tensor) -> EvalResult:
 
 
 def evaluate(
-    model: torch.nn.Module, dataset: KSDataset, batch_size: int = 64, progress: bool = False
+    model: torch.nn.Module,
+    dataset: KSDataset,
+    batch_size: int = 64,
+    progress: bool = False,
+    precision: str = "float32",
 ) -> EvalResult:
-    return score_predictions(*predict(model, dataset, batch_size, progress))
+    return score_predictions(*predict(model, dataset, batch_size, progress, precision))

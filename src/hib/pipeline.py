@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from safetensors.torch import load_file
 from hib.bench import bench_pruning
 from hib.checkpoint import load_run, save_pruned
 from hib.data.speech_commands import KSDataset
+from hib.downstream import KSModel
 from hib.errors import HibError
-from hib.evaluate import evaluate
+from hib.evaluate import EvalResult, evaluate
 from hib.io import save_tensors
 from hib.methods import get_method
 from hib.methods.hib import DEFAULT_BETAS
@@ -31,7 +33,7 @@ from hib.results import read_results, update_results
 from hib.train import load_splits, training_noises
 
 VALIDATION_RATIOS = parse_ratios("0:0.9:0.1")
-RANDOM_SEEDS = 5
+RANDOM_SEEDS = 3  # = `hib compare`'s default seeds, so both meet the same random masks
 
 
 class Run:
@@ -42,7 +44,7 @@ class Run:
         self.config, self.model = load_run(self.dir)
         self.progress = progress
         self._splits: dict[str, Any] | None = None
-        self._test_accuracy: dict[tuple[str, bytes], float] = {}
+        self._test_accuracy: dict[tuple[str, str, bytes], float] = {}
 
     @property
     def splits(self) -> dict[str, Any]:
@@ -56,6 +58,23 @@ class Run:
     @property
     def fill(self) -> str:
         return self.config.heads.fill
+
+    def evaluate(
+        self,
+        dataset: KSDataset,
+        mask: torch.Tensor | None = None,
+        model: KSModel | None = None,
+        progress: bool = False,
+    ) -> EvalResult:
+        """Accuracy on `dataset`, with `mask` applied (the run's fill), at the run's precision."""
+        model = model or self.model
+        masking = model.heads().masked(mask, self.fill) if mask is not None else nullcontext()
+        with masking:
+            return evaluate(model, dataset, progress=progress, precision=self.precision)
+
+    @property
+    def precision(self) -> str:
+        return self.config.eval.precision
 
     # --- scores --------------------------------------------------------------------------
     def _method(self, name: str, seed: int | None = None, **options: Any):
@@ -74,7 +93,12 @@ class Run:
         for beta in betas:
             scores = self.compute_scores("hib", beta=beta, **options)
             curve = sweep(
-                self.model, self.split("validation"), scores, VALIDATION_RATIOS, self.fill
+                self.model,
+                self.split("validation"),
+                scores,
+                VALIDATION_RATIOS,
+                self.fill,
+                evaluate_masked=lambda mask: self.evaluate(self.split("validation"), mask).accuracy,
             )
             trials.append({"beta": beta, "area": curve_area(curve), "scores": scores})
             if self.progress:
@@ -117,10 +141,9 @@ class Run:
     def test_accuracy(self, mask: torch.Tensor) -> float:
         """Test accuracy with `mask` applied; memoised, since sweeps of many methods and seeds
         keep meeting the same masks (no pruning, everything pruned, shared low-ranked heads)."""
-        key = (self.fill, mask.to(torch.bool).numpy().tobytes())
+        key = (self.fill, self.precision, mask.to(torch.bool).numpy().tobytes())
         if key not in self._test_accuracy:
-            with self.model.heads().masked(mask, self.fill):
-                self._test_accuracy[key] = evaluate(self.model, self.split("test")).accuracy
+            self._test_accuracy[key] = self.evaluate(self.split("test"), mask).accuracy
         return self._test_accuracy[key]
 
     def _seed_scores(self, name: str) -> list[torch.Tensor]:
@@ -166,8 +189,7 @@ class Run:
             refit = refit_head(
                 self.model, mask, self.split("train"), self.noises, self.config, self.fill
             )
-            with refit.heads().masked(mask, self.fill):
-                return evaluate(refit, self.split("test")).accuracy
+            return self.evaluate(self.split("test"), mask, refit).accuracy
 
         return mean_curve(self._sweeps(name, ratios, min_per_layer, refit_accuracy))
 
@@ -208,8 +230,7 @@ class Run:
 
     def pruned_accuracy(self, name: str, ratio: float, dataset: KSDataset) -> dict:
         """Evaluate `dataset` with `name`'s pruning at `ratio` (mean fill unless configured)."""
-        with self.model.heads().masked(self.mask_for(name, ratio), self.fill):
-            return evaluate(self.model, dataset).to_dict()
+        return self.evaluate(dataset, self.mask_for(name, ratio)).to_dict()
 
     def export(self, name: str, ratio: float, out: Path, refit: bool = False) -> Path:
         """Write a physically pruned copy of the model (optionally with a re-fitted head)."""

@@ -161,7 +161,9 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
         loader = epoch_loader(splits["train"], noises, config, epoch)
         desc = f"epoch {epoch + 1}/{config.train.epochs}"
         loss = train_epoch(model, loader, optimizer, config, desc, progress, scheduler)
-        val = evaluate(model, splits["validation"], config.train.batch_size, progress)
+        val = evaluate(
+            model, splits["validation"], config.train.batch_size, progress, config.eval.precision
+        )
         history.append({"epoch": epoch + 1, "loss": loss, "val_accuracy": val.accuracy})
         if progress:
             print(f"epoch {epoch + 1}: loss {loss:.4f}  val acc {val.accuracy:.4f}")
@@ -183,7 +185,13 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     _, best_model = load_run(run_dir)
     fit_head_stats(best_model, splits["train"], noises, config)
     save_model(run_dir, best_model, config)
-    test = evaluate(best_model, splits["test"], config.train.batch_size, progress)
+    test = evaluate(
+        best_model, splits["test"], config.train.batch_size, progress, config.eval.precision
+    )
+    reference = {}
+    if config.eval.precision != "float32":  # what the faster precision costs, on record
+        fp32 = evaluate(best_model, splits["test"], config.train.batch_size)
+        reference = {"accuracy_float32": fp32.accuracy}
     return update_results(
         run_dir,
         {
@@ -197,6 +205,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
                 "n_test": test.n,
             },
             "accuracy": test.accuracy,
+            "precision": config.eval.precision,
+            **reference,
             "per_class": test.per_class,
             "train": {
                 "val_accuracy": best,
