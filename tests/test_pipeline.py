@@ -46,10 +46,12 @@ def test_scores_and_curves_land_in_results(run_dir):
     assert results["methods"]["hib"]["curve"][0]["accuracy"] == pytest.approx(results["accuracy"])
 
 
-def test_refit_lowers_the_pruned_models_training_loss(run_dir):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_refit_lowers_the_pruned_models_training_loss(run_dir, precision):
     from hib.prune import refit_head
 
     run = Run(run_dir, progress=False)
+    run.config.eval.precision = precision  # the features it caches; the head trains in fp32
     run.config.data.augment = False  # refit on exactly the clips the loss is measured on
     run.config.refit.clips, run.config.refit.epochs = 256, 10
     mask = torch.ones(2, 4, dtype=torch.bool)

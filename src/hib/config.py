@@ -64,7 +64,8 @@ PRECISIONS = ("float32", "bfloat16")
 
 @dataclass
 class EvalConfig:
-    """Forward passes that only measure accuracy (never those that train, fit or score)."""
+    """Forwards of the frozen model without gradients: accuracy, and the features a re-fit
+    caches. Never those that train the model, fit a method, score heads or fit head stats."""
 
     # "bfloat16": CPU autocast, 2-3x faster on CPUs with AMX or AVX512-BF16 (README: agreement)
     precision: str = "float32"

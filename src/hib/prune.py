@@ -19,7 +19,7 @@ from hib.config import Config
 from hib.data.speech_commands import KSDataset
 from hib.downstream import KSModel
 from hib.errors import HibError
-from hib.evaluate import evaluate
+from hib.evaluate import autocast, evaluate
 from hib.train import epoch_loader
 
 
@@ -122,7 +122,8 @@ def refit_head(
     """A copy of the model whose task head is re-trained on the pruned model's features.
 
     The upstream is frozen, so the pruned hidden states of `config.refit.clips` augmented
-    training clips are computed once and the head trains `config.refit.epochs` epochs on them.
+    training clips are computed once (a forward without gradients, so at `config.eval.precision`
+    like evaluation) and the head trains `config.refit.epochs` epochs on them in float32.
     The upstream is shared with `model`; the mask is active only while features are computed.
     """
     refit = KSModel(model.upstream, copy.deepcopy(model.head))
@@ -131,9 +132,10 @@ def refit_head(
     cache_config.train.steps_per_epoch = math.ceil(config.refit.clips / config.train.batch_size)
     loader = epoch_loader(train_set, noises, cache_config, epoch=10_000)
     features = []
-    with torch.no_grad(), refit.heads().masked(mask, fill):
+    with torch.no_grad(), refit.heads().masked(mask, fill), autocast(config.eval.precision):
         for waves, labels in loader:
-            features.append((refit.upstream(waves).hidden_states, labels))
+            hidden = refit.upstream(waves).hidden_states
+            features.append(([h.float() for h in hidden], labels))
     optimizer = torch.optim.AdamW(refit.head.parameters(), lr=config.refit.lr)
     generator = torch.Generator().manual_seed(config.seed)
     refit.head.train()
