@@ -172,3 +172,14 @@ def test_report_is_self_contained(run_dir):
     assert len(re.findall(r'src="data:image/png;base64,', html)) == 2
     assert not re.search(r'(src|href)="(http|/)', html)
     assert "50 % pruned" not in html and "20 % pruned" in html
+
+
+def test_report_names_a_lower_evaluation_precision(run_dir, tmp_path):
+    import shutil
+
+    from hib.results import update_results
+
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    assert "evaluation forwards in" not in write_report(copy).read_text()
+    update_results(copy, {"precision": "bfloat16", "accuracy_float32": 0.5})
+    assert "evaluation forwards in bfloat16; float32: 50.0 %" in write_report(copy).read_text()

@@ -98,6 +98,17 @@ def _generalization_section(results: dict) -> str:
 <p>The same pruned models on {gen["n_other"]} clips of voices the corpus never used.</p>{table}"""
 
 
+def _precision_note(results: dict) -> str:
+    """Say when accuracies were measured below float32, with the float32 figure beside it."""
+    precision = results.get("precision", "float32")
+    if precision == "float32":
+        return ""
+    return (
+        f" (evaluation forwards in {html.escape(precision)}; float32: "
+        f"{_pct(results.get('accuracy_float32'))})"
+    )
+
+
 def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     results = read_results(run_dir)
@@ -120,8 +131,9 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}img{{max-width:100%}}</style>
 <p>Task <b>{html.escape(str(results.get("task", "ks")))}</b>, upstream
 <b>{html.escape(str(upstream.get("name", "?")))}</b> ({upstream.get("n_layers", "?")} layers x
 {upstream.get("n_heads", "?")} heads). Unpruned test accuracy
-<b>{_pct(results.get("accuracy"))}</b>. Removed heads pass their training-mean context unless
-the config says otherwise; curves without re-fit keep the task head as trained.</p>
+<b>{_pct(results.get("accuracy"))}</b>{_precision_note(results)}. Removed heads pass their
+training-mean context unless the config says otherwise; curves without re-fit keep the task
+head as trained.</p>
 <h2>Accuracy vs fraction of heads pruned</h2>{_img(curves)}
 <h2>Accuracy at fixed pruned fractions (test split)</h2>{_pruning_table(methods)}
 <h2>Head scores (higher = more important)</h2>{_img(heatmaps)}
