@@ -67,7 +67,7 @@ class EvalConfig:
     """Forwards of the frozen model without gradients: accuracy, and the features a re-fit
     caches. Never those that train the model, fit a method, score heads or fit head stats."""
 
-    # "bfloat16": CPU autocast, 2-3x faster on CPUs with AMX or AVX512-BF16 (README: agreement)
+    # "bfloat16": CPU autocast, 2-2.6x faster with AMX or AVX512-BF16 (README: agreement)
     precision: str = "float32"
 
     def __post_init__(self) -> None:

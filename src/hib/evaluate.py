@@ -24,7 +24,7 @@ class EvalResult:
 
 def autocast(precision: str) -> contextlib.AbstractContextManager:
     """The numeric precision of an evaluation forward: float32 as is, bfloat16 by CPU autocast
-    (matrix products in bf16, reductions in fp32), which AMX and AVX512-BF16 run 2-3x faster."""
+    (matrix products in bf16, reductions in fp32), which AMX and AVX512-BF16 run 2-2.6x faster."""
     if precision == "float32":
         return contextlib.nullcontext()
     if precision == "bfloat16":
