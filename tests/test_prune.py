@@ -53,6 +53,12 @@ def test_sweep_on_a_model_with_one_informative_head():
     assert bad_curve[1]["accuracy"] < 0.7  # the informative head goes first
     assert good_curve[-1]["accuracy"] == bad_curve[-1]["accuracy"]
     assert curve_area(good_curve) > curve_area(bad_curve)
+    bf16_curve = sweep(model, data, good, ratios, precision="bfloat16")
+    assert [p["pruned"] for p in bf16_curve] == [0, 1, 2, 3, 4]
+    pairs = zip(good_curve, bf16_curve, strict=True)
+    assert all(abs(a["accuracy"] - b["accuracy"]) <= 0.02 for a, b in pairs)
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        sweep(model, data, good, ratios, precision="fp8")  # the precision reaches the forward
 
 
 def test_iterative_sweep_never_revives_a_pruned_head():

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from hib.config import PRECISIONS
 from hib.data.speech_commands import CLASSES, KSDataset
 
 
@@ -29,7 +30,7 @@ def autocast(precision: str) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
     if precision == "bfloat16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
-    raise ValueError(f"unknown precision '{precision}' (choose from float32, bfloat16)")
+    raise ValueError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
 
 
 @torch.no_grad()

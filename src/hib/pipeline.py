@@ -67,7 +67,7 @@ class Run:
         progress: bool = False,
     ) -> EvalResult:
         """Accuracy on `dataset`, with `mask` applied (the run's fill), at the run's precision."""
-        model = model or self.model
+        model = self.model if model is None else model
         masking = model.heads().masked(mask, self.fill) if mask is not None else nullcontext()
         with masking:
             return evaluate(model, dataset, progress=progress, precision=self.precision)
@@ -98,7 +98,7 @@ class Run:
                 scores,
                 VALIDATION_RATIOS,
                 self.fill,
-                evaluate_masked=lambda mask: self.evaluate(self.split("validation"), mask).accuracy,
+                precision=self.precision,
             )
             trials.append({"beta": beta, "area": curve_area(curve), "scores": scores})
             if self.progress:

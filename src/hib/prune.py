@@ -76,12 +76,13 @@ def sweep(
     min_per_layer: int = 0,
     rescore: Callable[[torch.Tensor], torch.Tensor] | None = None,
     evaluate_masked: Callable[[torch.Tensor], float] | None = None,
+    precision: str = "float32",
 ) -> list[dict]:
-    """Accuracy at each pruned fraction.
+    """Accuracy at each pruned fraction, evaluated at `precision`.
 
     rescore: iterative pruning; called with the current mask (active while it runs), returns
     fresh scores; heads already removed stay removed. evaluate_masked: overrides how a mask is
-    scored (the re-fit curve uses it).
+    scored (the re-fit curve and the memoised test accuracy use it).
     """
     heads = model.heads()
     total = heads.n_layers * heads.n_heads
@@ -100,7 +101,7 @@ def sweep(
             accuracy = evaluate_masked(mask)
         else:
             with heads.masked(mask, fill):
-                accuracy = evaluate(model, dataset).accuracy
+                accuracy = evaluate(model, dataset, precision=precision).accuracy
         curve.append({"ratio": ratio, "pruned": int((~mask).sum()), "accuracy": accuracy})
     return curve
 
