@@ -33,7 +33,7 @@ def test_round_trip_through_yaml(tmp_path):
         ("data.snr_db=3", "expected a list of 2"),
         ("nonsense", "not of the form key=value"),
         ("train=3", "config section 'train' must be a mapping"),
-        ("eval.precision=fp16", "'fp16' is not one of float32, bfloat16"),
+        ("eval.precision=fp16", "'fp16' is not one of auto, float32, bfloat16"),
     ],
 )
 def test_bad_keys_and_values_are_one_line_errors(override, message):

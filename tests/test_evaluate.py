@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from hib.evaluate import autocast, evaluate, predict, score_predictions
+from hib.evaluate import evaluate, predict, score_predictions
+from hib.precision import autocast
 from tests.toy import toy_data, trained_toy_model
 
 

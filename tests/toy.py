@@ -54,11 +54,19 @@ class ToyUpstream(Upstream):
         for p in self.parameters():
             p.requires_grad_(False)
 
-    def forward(self, waveforms: torch.Tensor, output_attentions: bool = False) -> UpstreamOutput:
-        x = waveforms.view(waveforms.shape[0], self.frames, self.hidden_size)
-        out, attn = self.attn(x)
-        hidden = [torch.zeros_like(out), out]  # no input embedding: nothing bypasses the heads
-        return UpstreamOutput(hidden, [attn] if output_attentions else None)
+    def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
+        return waveforms.view(waveforms.shape[0], self.frames, self.hidden_size)
+
+    def run_layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        return self.attn(hidden)[0]
+
+    def forward_from(
+        self, states: list[torch.Tensor], output_attentions: bool = False
+    ) -> UpstreamOutput:
+        out = super().forward_from(states, output_attentions)
+        # no input embedding is reported: nothing bypasses the heads
+        out.hidden_states[0] = torch.zeros_like(out.hidden_states[0])
+        return out
 
     def attention_blocks(self) -> list[AttentionBlock]:
         return [AttentionBlock(layer=0, module=self.attn, head_dim=self.attn.head_dim)]

@@ -57,6 +57,11 @@ class KSModel(nn.Module):
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         return self.head(self.upstream(waveforms).hidden_states)
 
+    def from_states(self, states: list[torch.Tensor]) -> torch.Tensor:
+        """Logits from known raw layer inputs (Upstream.layer_inputs): the forward of the
+        layers after them only, for methods that mask one layer's heads at a time."""
+        return self.head(self.upstream.forward_from(states).hidden_states)
+
     def freeze_upstream(self, frozen: bool = True) -> None:
         for p in self.upstream.parameters():
             p.requires_grad_(not frozen)

@@ -1,16 +1,25 @@
-"""Accuracy of a KS model on a split: overall and per class."""
+"""Accuracy of a KS model on a split, overall and per class, with or without a head mask.
+
+A masked evaluation runs the *physically* pruned model (heads.Heads.prune: the same outputs as
+the mean-fill mask within float rounding, and fewer operations), and with a `LayerCache` it
+starts from the deepest unmasked layer input the mask cannot change.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import copy
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hib.config import PRECISIONS
 from hib.data.speech_commands import CLASSES, KSDataset
+from hib.downstream import KSModel
+from hib.layer_cache import LayerCache, has_context_hooks
+from hib.precision import autocast
 
 
 @dataclass
@@ -23,31 +32,72 @@ class EvalResult:
         return asdict(self)
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager:
-    """The numeric precision of an evaluation forward: float32 as is, bfloat16 by CPU autocast
-    (matrix products in bf16, reductions in fp32), which AMX and AVX512-BF16 run 2-2.6x faster."""
-    if precision == "float32":
-        return contextlib.nullcontext()
-    if precision == "bfloat16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    raise ValueError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+def first_changed_layer(model: KSModel, mask: torch.Tensor | None) -> int:
+    """The first layer with a head the mask removes (n_layers when it removes none)."""
+    heads = model.heads()
+    if mask is not None:
+        for layer, kept in enumerate(heads.kept):
+            if not mask[layer, kept].all():
+                return layer
+    return heads.n_layers
+
+
+def pruned_model(model: KSModel, mask: torch.Tensor | None, fill: str = "mean") -> KSModel:
+    """`model` itself when the mask removes nothing, else a physically pruned copy of it
+    (the task head is shared; only the upstream is copied)."""
+    if first_changed_layer(model, mask) == model.heads().n_layers:
+        return model
+    pruned = KSModel(copy.deepcopy(model.upstream), model.head)
+    pruned.head_stats = model.head_stats
+    pruned.heads().prune(mask, fill)
+    return pruned
 
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module,
+    model: KSModel,
     dataset: KSDataset,
     batch_size: int = 64,
     progress: bool = False,
     precision: str = "float32",
+    mask: torch.Tensor | None = None,
+    fill: str = "mean",
+    cache: LayerCache | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predicted labels, true labels) over the whole dataset, in order."""
+    """(predicted labels, true labels) over the whole dataset, in order, at a resolved precision.
+
+    `mask` (L, H) keep-mask: removed heads pass `fill`. Under another head hook (inside
+    `Heads.gated` etc.) the mask is a hook too and nothing is cached: the features are not the
+    unmasked ones then.
+    """
     model.eval()
+    if has_context_hooks(model.upstream):
+        masking = model.heads().masked(mask, fill) if mask is not None else nullcontext()
+        with masking:
+            return _predict(model, _layer0_batches(model, dataset, batch_size), progress, precision)
+    runner = pruned_model(model, mask, fill)
+    entry = None
+    if cache is not None:
+        entry = cache.get(model.upstream, dataset, precision, batch_size)
+    if entry is None:
+        return _predict(runner, _layer0_batches(runner, dataset, batch_size), progress, precision)
+    return _predict(runner, entry.batches(first_changed_layer(model, mask)), progress, precision)
+
+
+def _layer0_batches(model: KSModel, dataset: KSDataset, batch_size: int) -> Iterator[tuple]:
+    for waves, *rest in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        yield [model.upstream.embed(waves)], rest
+
+
+def _predict(
+    model: KSModel, batches: Iterable[tuple], progress: bool, precision: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Finish each batch's forward from its known layer inputs; (predictions, labels)."""
     preds, labels = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     with autocast(precision):
-        for waves, y in tqdm(loader, desc="eval", disable=not progress, leave=False):
-            preds.append(model(waves).float().argmax(dim=-1))
+        for states, (y, *_) in tqdm(batches, desc="eval", disable=not progress, leave=False):
+            hidden = model.upstream.forward_from(states).hidden_states
+            preds.append(model.head(hidden).float().argmax(dim=-1))
             labels.append(y)
     if not preds:
         return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
@@ -65,11 +115,6 @@ def score_predictions(preds: torch.Tensor, labels: torch.Tensor) -> EvalResult:
     return EvalResult(accuracy=accuracy, n=n, per_class=per_class)
 
 
-def evaluate(
-    model: torch.nn.Module,
-    dataset: KSDataset,
-    batch_size: int = 64,
-    progress: bool = False,
-    precision: str = "float32",
-) -> EvalResult:
-    return score_predictions(*predict(model, dataset, batch_size, progress, precision))
+def evaluate(model: KSModel, dataset: KSDataset, *args, **kwargs) -> EvalResult:
+    """`predict`'s arguments; accuracy overall and per class."""
+    return score_predictions(*predict(model, dataset, *args, **kwargs))

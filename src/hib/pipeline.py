@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,10 @@ from hib.downstream import KSModel
 from hib.errors import HibError
 from hib.evaluate import EvalResult, evaluate
 from hib.io import save_tensors
+from hib.layer_cache import LayerCache
 from hib.methods import get_method
 from hib.methods.hib import DEFAULT_BETAS
+from hib.precision import resolve_precision
 from hib.prune import curve_area, n_to_prune, parse_ratios, prune_mask, refit_head, sweep
 from hib.results import read_results, update_results
 from hib.train import load_splits, training_noises
@@ -44,7 +45,9 @@ class Run:
         self.config, self.model = load_run(self.dir)
         self.progress = progress
         self._splits: dict[str, Any] | None = None
-        self._test_accuracy: dict[tuple[str, str, bytes], float] = {}
+        self._accuracy: dict[tuple[str, str, str, bytes], float] = {}
+        budget = int(self.config.eval.cache_gb * 2**30)
+        self.layer_cache = LayerCache(budget, disk_dir=self.dir / "cache")
 
     @property
     def splits(self) -> dict[str, Any]:
@@ -66,15 +69,23 @@ class Run:
         model: KSModel | None = None,
         progress: bool = False,
     ) -> EvalResult:
-        """Accuracy on `dataset`, with `mask` applied (the run's fill), at the run's precision."""
+        """Accuracy on `dataset`, with `mask` applied (the run's fill), at the run's precision,
+        from the run's cache of unmasked layer inputs."""
         model = self.model if model is None else model
-        masking = model.heads().masked(mask, self.fill) if mask is not None else nullcontext()
-        with masking:
-            return evaluate(model, dataset, progress=progress, precision=self.precision)
+        return evaluate(
+            model,
+            dataset,
+            progress=progress,
+            precision=self.precision,
+            mask=mask,
+            fill=self.fill,
+            cache=self.layer_cache,
+        )
 
-    @property
+    @cached_property
     def precision(self) -> str:
-        return self.config.eval.precision
+        """The evaluation precision this machine uses (`auto` resolved: hib.precision)."""
+        return resolve_precision(self.config.eval.precision)
 
     # --- scores --------------------------------------------------------------------------
     def _method(self, name: str, seed: int | None = None, **options: Any):
@@ -98,7 +109,7 @@ class Run:
                 scores,
                 VALIDATION_RATIOS,
                 self.fill,
-                precision=self.precision,
+                evaluate_masked=lambda mask: self.split_accuracy("validation", mask),
             )
             trials.append({"beta": beta, "area": curve_area(curve), "scores": scores})
             if self.progress:
@@ -138,13 +149,17 @@ class Run:
         return load_file(str(path))["scores"]
 
     # --- pruning -------------------------------------------------------------------------
+    def split_accuracy(self, split: str, mask: torch.Tensor) -> float:
+        """Accuracy on a split with `mask` applied; memoised, since sweeps of many methods and
+        seeds keep meeting the same masks (no pruning, everything pruned, shared low-ranked
+        heads), so no mask is evaluated twice in a run."""
+        key = (split, self.fill, self.precision, mask.to(torch.bool).numpy().tobytes())
+        if key not in self._accuracy:
+            self._accuracy[key] = self.evaluate(self.split(split), mask).accuracy
+        return self._accuracy[key]
+
     def test_accuracy(self, mask: torch.Tensor) -> float:
-        """Test accuracy with `mask` applied; memoised, since sweeps of many methods and seeds
-        keep meeting the same masks (no pruning, everything pruned, shared low-ranked heads)."""
-        key = (self.fill, self.precision, mask.to(torch.bool).numpy().tobytes())
-        if key not in self._test_accuracy:
-            self._test_accuracy[key] = self.evaluate(self.split("test"), mask).accuracy
-        return self._test_accuracy[key]
+        return self.split_accuracy("test", mask)
 
     def _seed_scores(self, name: str) -> list[torch.Tensor]:
         """Random is a distribution, so its curve is a mean over seeds; others score once."""
@@ -186,9 +201,7 @@ class Run:
 
     def refit_curve(self, name: str, ratios: list[float], min_per_layer: int) -> list[dict]:
         def refit_accuracy(mask: torch.Tensor) -> float:
-            refit = refit_head(
-                self.model, mask, self.split("train"), self.noises, self.config, self.fill
-            )
+            refit = self._refit(mask)
             return self.evaluate(self.split("test"), mask, refit).accuracy
 
         return mean_curve(self._sweeps(name, ratios, min_per_layer, refit_accuracy))
@@ -216,6 +229,13 @@ class Run:
             for scores in self._seed_scores(name)
         ]
 
+    def _refit(self, mask: torch.Tensor) -> KSModel:
+        """The model with its task head re-trained on the `mask`-pruned features."""
+        split = self.split("train")
+        return refit_head(
+            self.model, mask, split, self.noises, self.config, self.fill, self.precision
+        )
+
     @cached_property
     def noises(self) -> list:
         """Background noises for training-time augmentation (none when it is off); read once,
@@ -237,9 +257,7 @@ class Run:
         mask = self.mask_for(name, ratio)
         model = self.model
         if refit:
-            model = refit_head(
-                model, mask, self.split("train"), self.noises, self.config, self.fill
-            )
+            model = self._refit(mask)
         model = copy.deepcopy(model)
         model.heads().prune(mask, self.fill)
         spec = {

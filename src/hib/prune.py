@@ -19,7 +19,9 @@ from hib.config import Config
 from hib.data.speech_commands import KSDataset
 from hib.downstream import KSModel
 from hib.errors import HibError
-from hib.evaluate import autocast, evaluate
+from hib.evaluate import evaluate, pruned_model
+from hib.layer_cache import LayerCache
+from hib.precision import autocast
 from hib.train import epoch_loader
 
 
@@ -77,8 +79,10 @@ def sweep(
     rescore: Callable[[torch.Tensor], torch.Tensor] | None = None,
     evaluate_masked: Callable[[torch.Tensor], float] | None = None,
     precision: str = "float32",
+    cache: LayerCache | None = None,
 ) -> list[dict]:
-    """Accuracy at each pruned fraction, evaluated at `precision`.
+    """Accuracy at each pruned fraction, evaluated at `precision` (with `cache`, from the
+    deepest layer input each mask leaves unchanged).
 
     rescore: iterative pruning; called with the current mask (active while it runs), returns
     fresh scores; heads already removed stay removed. evaluate_masked: overrides how a mask is
@@ -100,8 +104,9 @@ def sweep(
         if evaluate_masked is not None:
             accuracy = evaluate_masked(mask)
         else:
-            with heads.masked(mask, fill):
-                accuracy = evaluate(model, dataset, precision=precision).accuracy
+            accuracy = evaluate(
+                model, dataset, precision=precision, mask=mask, fill=fill, cache=cache
+            ).accuracy
         curve.append({"ratio": ratio, "pruned": int((~mask).sum()), "accuracy": accuracy})
     return curve
 
@@ -119,23 +124,25 @@ def refit_head(
     noises: list,
     config: Config,
     fill: str = "mean",
+    precision: str = "float32",
 ) -> KSModel:
     """A copy of the model whose task head is re-trained on the pruned model's features.
 
     The upstream is frozen, so the pruned hidden states of `config.refit.clips` augmented
-    training clips are computed once (a forward without gradients, so at `config.eval.precision`
-    like evaluation) and the head trains `config.refit.epochs` epochs on them in float32.
-    The upstream is shared with `model`; the mask is active only while features are computed.
+    training clips are computed once (a forward without gradients, so at the resolved
+    evaluation `precision`) and the head trains `config.refit.epochs` epochs on them in float32.
+    The upstream is shared with `model`; the features come from its physically pruned copy.
     """
     refit = KSModel(model.upstream, copy.deepcopy(model.head))
     refit.head_stats = model.head_stats
+    pruned = pruned_model(model, mask, fill)
     cache_config = copy.deepcopy(config)
     cache_config.train.steps_per_epoch = math.ceil(config.refit.clips / config.train.batch_size)
     loader = epoch_loader(train_set, noises, cache_config, epoch=10_000)
     features = []
-    with torch.no_grad(), refit.heads().masked(mask, fill), autocast(config.eval.precision):
+    with torch.no_grad(), autocast(precision):
         for waves, labels in loader:
-            hidden = refit.upstream(waves).hidden_states
+            hidden = pruned.upstream(waves).hidden_states
             features.append(([h.float() for h in hidden], labels))
     optimizer = torch.optim.AdamW(refit.head.parameters(), lr=config.refit.lr)
     generator = torch.Generator().manual_seed(config.seed)

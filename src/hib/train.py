@@ -32,6 +32,8 @@ from hib.data.speech_commands import KSDataset, background_noises, balanced_samp
 from hib.downstream import KSModel
 from hib.errors import HibError
 from hib.evaluate import evaluate
+from hib.layer_cache import LayerCache
+from hib.precision import resolve_precision
 from hib.results import update_results
 
 
@@ -142,6 +144,9 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     if len(splits["train"]) == 0:
         raise HibError("the training split is empty: nothing to train on")
     noises = training_noises(splits["root"], config)
+    precision = resolve_precision(config.eval.precision)
+    # a frozen upstream gives the validation clips the same features every epoch: computed once
+    cache = LayerCache(int(config.eval.cache_gb * 2**30))
     model = build_model(config)
     optimizer = _optimizer(model, config)
     scheduler = _cosine_schedule(optimizer, config, len(splits["train"]))
@@ -162,7 +167,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
         desc = f"epoch {epoch + 1}/{config.train.epochs}"
         loss = train_epoch(model, loader, optimizer, config, desc, progress, scheduler)
         val = evaluate(
-            model, splits["validation"], config.train.batch_size, progress, config.eval.precision
+            model, splits["validation"], config.train.batch_size, progress, precision, cache=cache
         )
         history.append({"epoch": epoch + 1, "loss": loss, "val_accuracy": val.accuracy})
         if progress:
@@ -185,11 +190,9 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     _, best_model = load_run(run_dir)
     fit_head_stats(best_model, splits["train"], noises, config)
     save_model(run_dir, best_model, config)
-    test = evaluate(
-        best_model, splits["test"], config.train.batch_size, progress, config.eval.precision
-    )
+    test = evaluate(best_model, splits["test"], config.train.batch_size, progress, precision)
     reference = {}
-    if config.eval.precision != "float32":  # what the faster precision costs, on record
+    if precision != "float32":  # what the faster precision costs, on record
         fp32 = evaluate(best_model, splits["test"], config.train.batch_size)
         reference = {"accuracy_float32": fp32.accuracy}
     return update_results(
@@ -205,7 +208,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
                 "n_test": test.n,
             },
             "accuracy": test.accuracy,
-            "precision": config.eval.precision,
+            "precision": precision,
+            "precision_requested": config.eval.precision,
             **reference,
             "per_class": test.per_class,
             "train": {

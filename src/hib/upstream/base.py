@@ -7,6 +7,8 @@ and a list of `AttentionBlock`s where the heads live.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -59,15 +61,56 @@ class UpstreamOutput:
 class Upstream(nn.Module):
     """Waveform (B, 16000*s) float32 at 16 kHz -> `UpstreamOutput`.
 
-    Subclasses set `name`, `hidden_size` and implement `forward` and `attention_blocks`.
+    A forward is split where head masks start to matter: `embed` (waveform -> input of layer 0:
+    log-mel, convolutions, positions; no head can change it), then `run_layer` per layer, then
+    `finish` on the last state (a final layer norm, where the model has one). `forward_from`
+    continues a forward from known layer inputs, so evaluation and the methods that run many
+    forwards over fixed clips can skip what a mask cannot change (hib.layer_cache).
+
+    Subclasses set `name`, `hidden_size` and implement `embed`, `run_layer` and
+    `attention_blocks` (and `finish` where needed).
     """
 
     name: str = "upstream"
     hidden_size: int
     sample_rate: int = 16000
 
-    def forward(self, waveforms: torch.Tensor, output_attentions: bool = False) -> UpstreamOutput:
+    def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(B, N) waveforms -> (B, T, D), the input of layer 0."""
         raise NotImplementedError
+
+    def run_layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        """Layer `index` on its input (B, T, D) -> its output (B, T, D)."""
+        raise NotImplementedError
+
+    def finish(self, hidden: torch.Tensor) -> torch.Tensor:
+        """What follows the last layer before it is reported (identity unless overridden)."""
+        return hidden
+
+    def layer_inputs(self, waveforms: torch.Tensor) -> list[torch.Tensor]:
+        """The n_layers + 1 raw states: each layer's input, then the last layer's output."""
+        return self.run_layers([self.embed(waveforms)])
+
+    def run_layers(self, states: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Extend known raw states (inputs of layers 0..k) through the remaining layers."""
+        states = list(states)
+        for index in range(len(states) - 1, self.n_layers):
+            states.append(self.run_layer(index, states[-1]))
+        return states
+
+    def forward_from(
+        self, states: list[torch.Tensor], output_attentions: bool = False
+    ) -> UpstreamOutput:
+        """The forward's output given the inputs of layers 0..k (k = len(states) - 1)."""
+        first = len(states) - 1
+        recorded = self.attention_blocks()[first:] if output_attentions else []
+        with _recorded_attentions([b.module for b in recorded]) as attentions:
+            states = self.run_layers(states)
+        hidden = [*states[:-1], self.finish(states[-1])]
+        return UpstreamOutput(hidden, attentions if output_attentions else None)
+
+    def forward(self, waveforms: torch.Tensor, output_attentions: bool = False) -> UpstreamOutput:
+        return self.forward_from([self.embed(waveforms)], output_attentions)
 
     def attention_blocks(self) -> list[AttentionBlock]:
         raise NotImplementedError
@@ -89,3 +132,21 @@ class Upstream(nn.Module):
         """What results.json records about the upstream."""
         heads = self.heads_per_layer
         return {"name": self.name, "n_layers": len(heads), "n_heads": max(heads, default=0)}
+
+
+@contextmanager
+def _recorded_attentions(modules: list[nn.Module]) -> Iterator[list[torch.Tensor]]:
+    """Collect each module's attention weights (its 2nd output) for the length of one forward.
+
+    Eager attention modules of Whisper, wav2vec2 and HuBERT all return (output, weights). Hooks
+    live only inside the block, so nothing is kept on modules that a pruner may rebuild.
+    """
+    weights: list[torch.Tensor] = []
+    handles = [
+        m.register_forward_hook(lambda _m, _args, out: weights.append(out[1])) for m in modules
+    ]
+    try:
+        yield weights
+    finally:
+        for handle in handles:
+            handle.remove()

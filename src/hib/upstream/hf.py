@@ -14,7 +14,7 @@ import torch
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, WhisperModel
 
 from hib.errors import UpstreamError
-from hib.upstream.base import AttentionBlock, Upstream, UpstreamOutput
+from hib.upstream.base import AttentionBlock, Upstream
 from hib.upstream.whisper import TINY_EN, WhisperEncoderUpstream
 
 WAVEFORM_MODELS = ("wav2vec2", "hubert")
@@ -112,14 +112,30 @@ class HFUpstream(Upstream):
         self.hidden_size = model.config.hidden_size
         self.freeze()
 
-    def forward(self, waveforms: torch.Tensor, output_attentions: bool = False) -> UpstreamOutput:
+    @property
+    def _stable_layer_norm(self) -> bool:
+        """Pre-LN encoders ("large" models) norm after the last layer; post-LN ones, first."""
+        return bool(getattr(self.model.config, "do_stable_layer_norm", False))
+
+    def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """CNN stem, feature projection and convolutional positions, as the model's own forward."""
         if self.normalize:  # as Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm, per clip
             mean = waveforms.mean(dim=-1, keepdim=True)
             var = waveforms.var(dim=-1, keepdim=True, unbiased=False)
             waveforms = (waveforms - mean) / torch.sqrt(var + 1e-7)
-        out = self.model(waveforms, output_hidden_states=True, output_attentions=output_attentions)
-        attentions = list(out.attentions) if output_attentions else None
-        return UpstreamOutput(hidden_states=list(out.hidden_states), attentions=attentions)
+        features = self.model.feature_extractor(waveforms).transpose(1, 2)
+        hidden = self.model.feature_projection(features)
+        if isinstance(hidden, tuple):  # wav2vec2 also returns the normed features
+            hidden = hidden[0]
+        encoder = self.model.encoder
+        hidden = hidden + encoder.pos_conv_embed(hidden)
+        return hidden if self._stable_layer_norm else encoder.layer_norm(hidden)
+
+    def run_layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.encoder.layers[index](hidden, attention_mask=None)
+
+    def finish(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.encoder.layer_norm(hidden) if self._stable_layer_norm else hidden
 
     def attention_blocks(self) -> list[AttentionBlock]:
         return [

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from hib.errors import UpstreamError
 from hib.io import save_tensors, write_text
 from hib.paths import cache_dir as cache_dir_default
-from hib.upstream.base import AttentionBlock, Upstream, UpstreamOutput
+from hib.upstream.base import AttentionBlock, Upstream
 from hib.upstream.ct2 import CT2Model, read_ct2
 
 TINY_EN = "whisper-tiny.en"
@@ -76,23 +74,6 @@ class LogMel(nn.Module):
         return (log_mel + 4.0) / 4.0
 
 
-@contextmanager
-def _recorded_attentions(modules: list[nn.Module]) -> Iterator[list[torch.Tensor]]:
-    """Collect each module's attention weights (its 2nd output) for the length of one forward.
-
-    Hooks live only inside the block, so nothing is kept on modules that a pruner may rebuild.
-    """
-    weights: list[torch.Tensor] = []
-    handles = [
-        m.register_forward_hook(lambda _m, _args, out: weights.append(out[1])) for m in modules
-    ]
-    try:
-        yield weights
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 class WhisperEncoderUpstream(Upstream):
     """A transformers `WhisperEncoder` on short clips: waveform -> log-mel -> encoder layers.
 
@@ -111,7 +92,7 @@ class WhisperEncoderUpstream(Upstream):
         self.hidden_size = encoder.config.d_model
         self.freeze()
 
-    def forward(self, waveforms: torch.Tensor, output_attentions: bool = False) -> UpstreamOutput:
+    def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
         encoder = self.encoder
         x = F.gelu(encoder.conv1(self.logmel(waveforms)))
         x = F.gelu(encoder.conv2(x)).transpose(1, 2)
@@ -119,13 +100,13 @@ class WhisperEncoderUpstream(Upstream):
         if x.shape[1] > positions.shape[0]:
             seconds = waveforms.shape[-1] / self.sample_rate
             raise UpstreamError(f"{self.name}: {seconds:.1f} s input is longer than Whisper's 30 s")
-        hidden = [x + positions[: x.shape[1]]]
-        recorded = [b.module for b in self.attention_blocks()] if output_attentions else []
-        with _recorded_attentions(recorded) as attentions:
-            for layer in encoder.layers:
-                hidden.append(layer(hidden[-1], None))
-        hidden[-1] = encoder.layer_norm(hidden[-1])
-        return UpstreamOutput(hidden, attentions if output_attentions else None)
+        return x + positions[: x.shape[1]]
+
+    def run_layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        return self.encoder.layers[index](hidden, None)
+
+    def finish(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.encoder.layer_norm(hidden)
 
     def attention_blocks(self) -> list[AttentionBlock]:
         return [
