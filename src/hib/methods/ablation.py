@@ -30,12 +30,15 @@ class Ablation(HeadMethod):
         base, ablated = torch.zeros(2), torch.zeros(*heads.shape, 2)
         count = 0
         for waves, labels in self.batches(data):
-            base += _tally(model(waves), labels)
+            # unmasked layer inputs once per batch; a head's ablation reruns only its layer on
+            states = model.upstream.layer_inputs(waves)
+            base += _tally(model.from_states(states), labels)
             for head in heads:
                 mask = torch.ones(heads.shape)
                 mask[head.layer, head.index] = 0
                 with heads.masked(mask, fill="mean"):
-                    ablated[head.layer, head.index] += _tally(model(waves), labels)
+                    logits = model.from_states(states[: head.layer + 1])
+                ablated[head.layer, head.index] += _tally(logits, labels)
             count += len(labels)
         count = max(count, 1)
         drop = (base[0] - ablated[..., 0]) / count

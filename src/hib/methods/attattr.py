@@ -40,18 +40,23 @@ class AttAttr(HeadMethod):
         return model.heads().on_grid(total or [])
 
     def attributions(self, model: KSModel, waves: torch.Tensor) -> list[torch.Tensor]:
-        """Per layer, Attr(A) (B, h, T, S) over the layer's current heads."""
+        """Per layer, Attr(A) (B, h, T, S) over the layer's current heads.
+
+        The unscaled layer inputs are computed once per batch; each step for layer l starts
+        from layer l's input, since scaling l's map changes nothing before it.
+        """
         heads = model.heads()
         with torch.no_grad():
-            target = model(waves).argmax(dim=-1)
+            states = model.upstream.layer_inputs(waves)
+            target = model.from_states(states).argmax(dim=-1)
             with heads.capture_values() as values:
-                maps = heads.attention_maps(waves)
+                maps = model.upstream.forward_from(states[:1], output_attentions=True).attentions
         out = []
         for layer, attn in enumerate(maps):
             grad_sum = torch.zeros_like(attn)
             if heads.kept[layer]:  # an inert layer has no map to attribute
                 for k in range(1, self.steps + 1):
-                    grad = _context_grad(model, heads, waves, target, layer, k / self.steps)
+                    grad = _context_grad(model, heads, states[: layer + 1], target, k / self.steps)
                     grad_sum += torch.einsum("bthd,bshd->bhts", grad, values[layer][0])
             out.append(attn * grad_sum / self.steps)
         return out
@@ -60,16 +65,16 @@ class AttAttr(HeadMethod):
 def _context_grad(
     model: KSModel,
     heads: Heads,
-    waves: torch.Tensor,
+    states: list[torch.Tensor],
     target: torch.Tensor,
-    layer: int,
     alpha: float,
 ) -> torch.Tensor:
-    """dF/dC' (B, T, h, d) with `layer`'s context scaled to C' = alpha C."""
+    """dF/dC' (B, T, h, d) with the context of the layer `states` end at scaled to alpha C."""
+    layer = len(states) - 1
 
     def scale(at: int, ctx: torch.Tensor) -> torch.Tensor:
         return ctx * alpha if at == layer else ctx
 
     with heads.replace_context(scale), heads.probed() as probes:
-        prob = model(waves).softmax(dim=-1).gather(1, target[:, None]).sum()
+        prob = model.from_states(states).softmax(dim=-1).gather(1, target[:, None]).sum()
     return torch.autograd.grad(prob, probes[layer][0])[0]
