@@ -19,6 +19,9 @@ from hib.heads import Heads
 from hib.methods.base import HeadMethod
 from hib.methods.registry import register
 
+STACKED_CLIPS = 256
+"""Clips per stacked forward: steps x batch, so each matrix product has rows to fill."""
+
 
 @register
 class AttAttr(HeadMethod):
@@ -42,8 +45,9 @@ class AttAttr(HeadMethod):
     def attributions(self, model: KSModel, waves: torch.Tensor) -> list[torch.Tensor]:
         """Per layer, Attr(A) (B, h, T, S) over the layer's current heads.
 
-        The unscaled layer inputs are computed once per batch; each step for layer l starts
-        from layer l's input, since scaling l's map changes nothing before it.
+        The unscaled layer inputs are computed once per batch; the steps for layer l start
+        from layer l's input (scaling l's map changes nothing before it), several steps at a
+        time stacked along the batch, each with its own alpha.
         """
         heads = model.heads()
         with torch.no_grad():
@@ -51,14 +55,18 @@ class AttAttr(HeadMethod):
             target = model.from_states(states).argmax(dim=-1)
             with heads.capture_values() as values:
                 maps = model.upstream.forward_from(states[:1], output_attentions=True).attentions
+        alphas = torch.arange(1, self.steps + 1) / self.steps
+        per_chunk = max(1, STACKED_CLIPS // len(waves))
         out = []
         for layer, attn in enumerate(maps):
-            grad_sum = torch.zeros_like(attn)
-            if heads.kept[layer]:  # an inert layer has no map to attribute
-                for k in range(1, self.steps + 1):
-                    grad = _context_grad(model, heads, states[: layer + 1], target, k / self.steps)
-                    grad_sum += torch.einsum("bthd,bshd->bhts", grad, values[layer][0])
-            out.append(attn * grad_sum / self.steps)
+            if not heads.kept[layer]:  # an inert layer has no map to attribute
+                out.append(torch.zeros_like(attn))
+                continue
+            grad = sum(
+                _context_grad(model, heads, states[: layer + 1], target, chunk)
+                for chunk in alphas.split(per_chunk)
+            )
+            out.append(attn * torch.einsum("bthd,bshd->bhts", grad, values[layer][0]) / self.steps)
         return out
 
 
@@ -67,14 +75,18 @@ def _context_grad(
     heads: Heads,
     states: list[torch.Tensor],
     target: torch.Tensor,
-    alpha: float,
+    alphas: torch.Tensor,
 ) -> torch.Tensor:
-    """dF/dC' (B, T, h, d) with the context of the layer `states` end at scaled to alpha C."""
-    layer = len(states) - 1
+    """sum over alphas of dF/dC' (B, T, h, d), the last layer of `states` at C' = alpha C."""
+    layer, n = len(states) - 1, len(alphas)
+    stacked = [s.repeat(n, *([1] * (s.dim() - 1))) for s in states]
+    scales = alphas.repeat_interleave(len(target)).view(-1, 1, 1, 1)
 
     def scale(at: int, ctx: torch.Tensor) -> torch.Tensor:
-        return ctx * alpha if at == layer else ctx
+        return ctx * scales.to(ctx.dtype) if at == layer else ctx
 
     with heads.replace_context(scale), heads.probed() as probes:
-        prob = model.from_states(states).softmax(dim=-1).gather(1, target[:, None]).sum()
-    return torch.autograd.grad(prob, probes[layer][0])[0]
+        probs = model.from_states(stacked).softmax(dim=-1)
+        prob = probs.gather(1, target.repeat(n)[:, None]).sum()
+    grad = torch.autograd.grad(prob, probes[layer][0])[0]
+    return grad.view(n, len(target), *grad.shape[1:]).sum(0)

@@ -1,0 +1,42 @@
+"""What the benchmarks share: a KS model on a real upstream and a fixed clip set to time it on.
+
+With `--run DIR` the run's own model and test split are used; without, the packaged Whisper
+tiny.en with a seeded random task head and seeded noise clips (the timing does not depend on
+what the clips say, and no corpus has to be built first).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from hib.downstream import KSModel
+from hib.upstream import load_upstream
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, clips: int) -> None:
+    parser.add_argument("--run", help="a trained run folder (default: tiny.en, random head)")
+    parser.add_argument("--upstream", default="whisper-tiny.en", help="without --run")
+    parser.add_argument("--clips", type=int, default=clips, help="clips to time on")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+
+
+def model_and_clips(args: argparse.Namespace) -> tuple[KSModel, Dataset, str]:
+    """(model, clips, a description for the JSON output)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.run:
+        from hib.pipeline import Run
+
+        run = Run(args.run, progress=False)
+        test = run.split("test")
+        return run.model, test.subset(range(min(args.clips, len(test)))), f"run {args.run}"
+    torch.manual_seed(0)
+    model = KSModel.build(load_upstream(args.upstream), n_classes=12).eval()
+    generator = torch.Generator().manual_seed(0)
+    waves = 0.1 * torch.randn(args.clips, 16000, generator=generator)
+    labels = torch.randint(0, 12, (args.clips,), generator=generator)
+    model.head_stats = model.heads().fit_stats(iter(waves[:256].split(64)), max_clips=256)
+    return model, TensorDataset(waves, labels), f"{args.upstream}, random head, noise clips"
