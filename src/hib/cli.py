@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML config (see configs/)")
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=2")
     train.add_argument("--out", help="run folder (default runs/<config name>)")
-    train.add_argument("--resume", action="store_true", help="continue from train_state.pt")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from train_state.safetensors"
+    )
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="accuracy of a trained run on a corpus split")

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from hib.bench import bench_pruning
 from hib.checkpoint import load_run, save_pruned
@@ -25,11 +24,12 @@ from hib.data.speech_commands import KSDataset
 from hib.downstream import KSModel
 from hib.errors import HibError
 from hib.evaluate import EvalResult, evaluate
-from hib.io import save_tensors
+from hib.io import read_tensors
 from hib.methods import get_method
 from hib.methods.hib import DEFAULT_BETAS
 from hib.prune import curve_area, n_to_prune, parse_ratios, prune_mask, refit_head, sweep
 from hib.results import read_results, update_results
+from hib.rundir import save_run_tensors, verified
 from hib.train import load_splits, training_noises
 
 VALIDATION_RATIOS = parse_ratios("0:0.9:0.1")
@@ -125,7 +125,7 @@ class Run:
             record.update(method.options())
         record["seconds"] = time.perf_counter() - start
         record["scores"] = scores.tolist()
-        save_tensors(self.dir / "scores" / f"{name}.safetensors", {"scores": scores})
+        save_run_tensors(self.dir, f"scores/{name}.safetensors", {"scores": scores})
         update_results(self.dir, {"methods": {name: record}})
         return scores
 
@@ -135,7 +135,12 @@ class Run:
             raise HibError(
                 f"no {name} scores in {self.dir}: run `hib score {self.dir} --method {name}` first"
             )
-        return load_file(str(path))["scores"]
+        scores = read_tensors(verified(self.dir, f"scores/{name}.safetensors"))[0].get("scores")
+        shape = tuple(self.model.heads().shape)
+        if scores is None or tuple(scores.shape) != shape:
+            found = "no scores" if scores is None else f"shape {tuple(scores.shape)}"
+            raise HibError(f"{path}: {found}, but the upstream has {shape} heads; re-score it")
+        return scores
 
     # --- pruning -------------------------------------------------------------------------
     def test_accuracy(self, mask: torch.Tensor) -> float:
