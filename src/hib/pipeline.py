@@ -27,7 +27,15 @@ from hib.evaluate import EvalResult, evaluate
 from hib.io import read_tensors
 from hib.methods import get_method
 from hib.methods.hib import DEFAULT_BETAS
-from hib.prune import curve_area, n_to_prune, parse_ratios, prune_mask, refit_head, sweep
+from hib.prune import (
+    check_ratio,
+    curve_area,
+    n_to_prune,
+    parse_ratios,
+    prune_mask,
+    refit_head,
+    sweep,
+)
 from hib.results import read_results, update_results
 from hib.rundir import save_run_tensors, verified
 from hib.train import load_splits, training_noises
@@ -229,6 +237,7 @@ class Run:
 
     def mask_for(self, name: str, ratio: float, min_per_layer: int = 0) -> torch.Tensor:
         """The keep-mask `name`'s stored scores give at pruned fraction `ratio`."""
+        check_ratio(ratio)
         heads = self.model.heads()
         n = n_to_prune(ratio, heads.n_layers * heads.n_heads)
         return prune_mask(self.stored_scores(name), n, min_per_layer)
