@@ -95,3 +95,26 @@ def run(argv: list[str], work: Path, **options) -> tuple[int, str]:
 def renames(work: Path) -> list[str]:
     log = work / "renames.log"
     return log.read_text().splitlines() if log.is_file() else []
+
+
+def _score_worker(run_dir: str, method: str, repetitions: int, barrier) -> None:
+    """Load the run once, then score `method` `repetitions` times, each at the barrier's go."""
+    from hib.pipeline import Run
+
+    sys.stderr = sys.stdout = io.StringIO()
+    run = Run(run_dir, progress=False)
+    for _ in range(repetitions):
+        barrier.wait()  # go: every worker scores now
+        run.score(method, clips=8)
+        barrier.wait()  # done: the parent checks results.json
+
+
+def score_workers(run_dir: Path, methods: list[str], repetitions: int, barrier) -> list:
+    """One started worker per method; `barrier` must have len(methods) + 1 parties."""
+    workers = [
+        CTX.Process(target=_score_worker, args=(str(run_dir), m, repetitions, barrier))
+        for m in methods
+    ]
+    for worker in workers:
+        worker.start()
+    return workers
