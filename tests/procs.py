@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import re
 import resource
 import signal
 import sys
@@ -19,6 +20,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+PROGRESS = re.compile(r"\|.*\| *\d+/\d+ \[")  # a tqdm bar (transformers' "Loading weights")
 CTX = multiprocessing.get_context("forkserver")
 CTX.set_forkserver_preload(["hib.cli", "hib.train", "hib.pipeline", "hib.compare"])
 
@@ -90,6 +92,11 @@ def run(argv: list[str], work: Path, **options) -> tuple[int, str]:
     process.join()
     err = work / "stderr.txt"
     return process.exitcode, err.read_text() if err.is_file() else ""
+
+
+def error_lines(stderr: str) -> list[str]:
+    """What a command said on stderr, progress bars left out."""
+    return [line for line in stderr.splitlines() if line.strip() and not PROGRESS.search(line)]
 
 
 def renames(work: Path) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,11 +22,10 @@ import torch
 from hib.cli import main
 from hib.rundir import MANIFEST_FILE, save_run_tensors
 from hib.train import train
+from tests import procs
 from tests.data.conftest import SR, tone
 from tests.test_train import _config
 from tests.test_train import setup as setup  # noqa: F401  (module fixture)
-
-PROGRESS = re.compile(r"\|.*\| *\d+/\d+ \[")  # transformers' tqdm bars on stderr
 
 
 @dataclass
@@ -380,7 +378,7 @@ def test_bad_input(row: Row, trained, setup, tmp_path, capsys, monkeypatch):  # 
     capsys.readouterr()
     code = main(argv)
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip() and not PROGRESS.search(line)]
+    lines = procs.error_lines(err)
     assert code == row.code, err
     assert {"run": _files(case.run), "corpus": _files(case.corpus)} == before
     assert not (tmp_path / "new-run").exists()

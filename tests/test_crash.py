@@ -139,7 +139,7 @@ def test_a_failed_write_keeps_the_previous_files(reference, setup, tmp_path, com
         argv[-1] = "0,1"  # a different curve, so results.json would change
     code, err = procs.run(argv, tmp_path / "work", fsize=limit)
     assert code == 2, err
-    lines = [line for line in err.splitlines() if "Loading weights" not in line]  # progress
+    lines = procs.error_lines(err)
     assert len(lines) == 1 and lines[0].startswith("error: cannot write "), err
     assert lines[0].endswith(": File too large"), err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == snapshot

@@ -34,9 +34,16 @@ class WriteError(HibError):
 
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process umask; read from /proc where it can be, since setting it to read it back
+    would briefly change it for every thread."""
+    try:
+        return int(
+            re.search(r"^Umask:\s*([0-7]+)", Path("/proc/self/status").read_text(), re.M)[1], 8
+        )
+    except (OSError, TypeError):
+        mask = os.umask(0)
+        os.umask(mask)
+        return mask
 
 
 def _fsync(path: Path) -> None:
