@@ -46,3 +46,12 @@ def test_forced_precisions_are_kept_and_unknown_ones_refused(tmp_path: Path):
 
 def test_the_measurement_is_a_positive_ratio():
     assert bf16_time_ratio(shape=(64, 32, 32), repeats=2) > 0
+
+
+def test_the_measurement_leaves_the_global_rng_alone():
+    """Training is resumable bit for bit: a first-use measurement must not shift its draws."""
+    import torch
+
+    before = torch.random.get_rng_state()
+    bf16_time_ratio(shape=(8, 8, 8), repeats=1)
+    assert torch.equal(torch.random.get_rng_state(), before)

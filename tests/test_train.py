@@ -10,6 +10,7 @@ from hib.cli import main
 from hib.config import load_config
 from hib.errors import HibError
 from hib.train import train
+from hib.trainstate import load_train_state
 from tests.conftest import make_tiny_upstream
 from tests.data.conftest import make_corpus
 
@@ -43,9 +44,8 @@ def _config(setup, *extra):
 def test_train_writes_a_complete_run(setup, tmp_path):
     results = train(_config(setup), tmp_path / "run", progress=False)
     run = tmp_path / "run"
-    assert {"config.yaml", "model.safetensors", "train_state.pt", "results.json"} <= {
-        p.name for p in run.iterdir()
-    }
+    written = {"config.yaml", "model.safetensors", "train_state.safetensors", "results.json"}
+    assert written | {"manifest.json", ".hib.lock"} == {p.name for p in run.iterdir()}
     assert not list(run.glob(".*tmp"))  # atomic writes leave no temporaries
     on_disk = json.loads((run / "results.json").read_text())
     assert on_disk["schema"] == 1 and on_disk["task"] == "ks"
@@ -91,8 +91,8 @@ def test_resume_continues_exactly(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(hib.train, "train_epoch", real_epoch)
     assert not list((tmp_path / "part").glob(".*tmp"))  # nothing half written
     train(_config(setup), tmp_path / "part", resume=True, progress=False)
-    full = torch.load(tmp_path / "full" / "train_state.pt", weights_only=False)
-    part = torch.load(tmp_path / "part" / "train_state.pt", weights_only=False)
+    full = load_train_state(tmp_path / "full")
+    part = load_train_state(tmp_path / "part")
     assert full["history"] == part["history"]
     for key, value in full["head"].items():
         assert torch.allclose(value, part["head"][key], atol=1e-6), key

@@ -1,31 +1,31 @@
 """A run folder on disk: resolved config, best checkpoint (safetensors), resumable state.
 
-RUN_DIR/config.yaml         the resolved config (what `hib train` actually ran)
-RUN_DIR/model.safetensors   best-validation weights of what was trained (+ head fills)
-RUN_DIR/train_state.pt      last epoch's optimizer and RNG state, for --resume
-RUN_DIR/results.json        see hib.results
+RUN_DIR/config.yaml               the resolved config (what `hib train` actually ran)
+RUN_DIR/model.safetensors         best-validation weights of what was trained (+ head fills)
+RUN_DIR/train_state.safetensors   last epoch's optimizer and RNG state, for --resume
+RUN_DIR/results.json              see hib.results
+RUN_DIR/manifest.json             sha256 of the tensor files, checked on load (hib.rundir)
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import load_file
 
 from hib.config import Config, config_from_dict, dump_config
 from hib.data.speech_commands import CLASSES
 from hib.downstream import KSModel
 from hib.errors import HibError
 from hib.heads import HeadStats
-from hib.io import atomic_write, save_tensors, write_json, write_text
+from hib.io import read_json, read_tensors, write_json, write_text
+from hib.results import read_results
+from hib.rundir import save_run_tensors, verified
 from hib.upstream import load_upstream
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.safetensors"
-STATE_FILE = "train_state.pt"
 PRUNING_FILE = "pruning.json"
 
 
@@ -37,7 +37,12 @@ def load_run_config(run_dir: str | Path) -> Config:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise HibError(f"{run_dir}: not a run folder (no {CONFIG_FILE}); run `hib train` first")
-    return config_from_dict(yaml.safe_load(path.read_text()))
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise HibError(f"{path}: not valid YAML ({reason})") from None
+    return config_from_dict(tree)
 
 
 def trained_state(
@@ -53,13 +58,13 @@ def trained_state(
 
 
 def save_model(run_dir: Path, model: KSModel, config: Config) -> None:
-    save_tensors(run_dir / MODEL_FILE, trained_state(model, config))
+    save_run_tensors(run_dir, MODEL_FILE, trained_state(model, config))
 
 
 def save_pruned(out: Path, model: KSModel, config: Config, spec: dict) -> None:
     """A physically pruned model that `load_run` (and so `hib eval`) loads as pruned."""
     save_config(out, config)
-    save_tensors(out / MODEL_FILE, trained_state(model, config, with_upstream=True))
+    save_run_tensors(out, MODEL_FILE, trained_state(model, config, with_upstream=True))
     write_json(
         out / PRUNING_FILE,
         {**spec, "kept": model.upstream.kept_heads, "head_grid": list(model.upstream.head_grid)},
@@ -71,7 +76,7 @@ def _restore_pruned_shapes(model: KSModel, run_dir: Path) -> bool:
     path = run_dir / PRUNING_FILE
     if not path.is_file():
         return False
-    spec = json.loads(path.read_text())
+    spec = read_json(path)
     heads = model.heads()
     if list(heads.shape) != spec["head_grid"]:
         raise HibError(f"{path}: head grid {spec['head_grid']} does not fit the upstream")
@@ -96,26 +101,19 @@ def load_run(run_dir: str | Path) -> tuple[Config, KSModel]:
     path = run_dir / MODEL_FILE
     if not path.is_file():
         raise HibError(f"{run_dir}: no {MODEL_FILE}; training did not finish an epoch")
+    read_results(run_dir)  # a broken results.json is refused before any work, not after it
+    state, _ = read_tensors(verified(run_dir, MODEL_FILE))
     model = build_model(config)
     pruned = _restore_pruned_shapes(model, run_dir)
-    state = load_file(str(path))
     model.head_stats = HeadStats.from_state_dict(state)
     weights = {k: v for k, v in state.items() if not k.startswith("heads.")}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
+        raise HibError(f"{path}: does not fit the model ({str(exc).splitlines()[-1]})") from None
     needed = ("head.", "upstream.") if pruned else ("head.",)
     missing = [k for k in missing if k.startswith(needed)]
     if missing or unexpected:
         raise HibError(f"{path}: does not fit the model ({(missing + unexpected)[:3]} ...)")
     model.eval()
     return config, model
-
-
-def save_train_state(run_dir: Path, state: dict) -> None:
-    atomic_write(run_dir / STATE_FILE, lambda p: torch.save(state, p))
-
-
-def load_train_state(run_dir: Path) -> dict | None:
-    path = run_dir / STATE_FILE
-    if not path.is_file():
-        return None
-    return torch.load(path, weights_only=False)

@@ -1,16 +1,29 @@
 """`hib` on the command line: a thin layer over hib.pipeline, hib.train and hib.data.
 
 Every user mistake ends as one line `error: ...` and exit status 2; anything else is a bug.
+Besides HibError, that covers bad arguments and the OSErrors a user causes (no space, a
+read-only or missing place): see `_user_oserror`.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
 
 from hib.errors import HibError
+from hib.io import WRITE_ERRNOS
+
+USER_ERRNOS = WRITE_ERRNOS | {errno.ENOENT}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line like every other error (not usage + error)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message}\n")
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -26,8 +39,9 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_download(args: argparse.Namespace) -> None:
-    from hib.data.download import download_speech_commands
+    from hib.data.download import DEFAULT_BASE_URL, download_speech_commands
 
+    print(f"downloading from {DEFAULT_BASE_URL}: the one hib command that uses the network")
     print(f"speech commands: {download_speech_commands(args.version, Path(args.dest))}")
 
 
@@ -39,6 +53,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
     out = Path(args.out or Path("runs") / (Path(args.config).stem if args.config else "default"))
     results = train(config, out, resume=args.resume)
     print(f"test accuracy {results['accuracy']:.4f}  (run folder: {out})")
+
+
+def _cmd_convert_state(args: argparse.Namespace) -> None:
+    from hib.trainstate import LEGACY_STATE_FILE, convert_legacy_state
+
+    out = convert_legacy_state(Path(args.run_dir))
+    print(f"training state: {out} (the old {LEGACY_STATE_FILE} is no longer read)")
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
@@ -142,7 +163,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hib", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="hib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="build or fetch a Speech Commands-layout corpus")
@@ -166,8 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML config (see configs/)")
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=2")
     train.add_argument("--out", help="run folder (default runs/<config name>)")
-    train.add_argument("--resume", action="store_true", help="continue from train_state.pt")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from train_state.safetensors"
+    )
     train.set_defaults(func=_cmd_train)
+
+    convert = sub.add_parser(
+        "convert-state",
+        help="convert an old train_state.pt (a pickle) to safetensors, for a trusted run folder",
+    )
+    convert.add_argument("run_dir")
+    convert.set_defaults(func=_cmd_convert_state)
 
     ev = sub.add_parser("eval", help="accuracy of a trained run on a corpus split")
     ev.add_argument("run_dir")
@@ -234,12 +264,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_oserror(exc: OSError) -> str | None:
+    """One line for an OSError the user caused (and can fix); None for any other (a bug)."""
+    if exc.errno not in USER_ERRNOS:
+        return None
+    return f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc.strerror)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad argument (already reported in one line)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         args.func(args)
     except HibError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        line = _user_oserror(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

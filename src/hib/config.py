@@ -220,8 +220,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config file not found: {path}")
         try:
             tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: expected a mapping of config sections at the top")
     tree = deep_merge(tree, parse_overrides(overrides or []))
     return _build(Config, tree)
 

@@ -13,12 +13,11 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hib.data.speech_commands import CLASSES, KSDataset
 from hib.downstream import KSModel
-from hib.layer_cache import LayerCache, has_context_hooks
+from hib.layer_cache import LayerCache, fixed_batches, has_context_hooks
 from hib.precision import autocast
 
 
@@ -85,7 +84,7 @@ def predict(
 
 
 def _layer0_batches(model: KSModel, dataset: KSDataset, batch_size: int) -> Iterator[tuple]:
-    for waves, *rest in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for waves, *rest in fixed_batches(dataset, batch_size):
         yield [model.upstream.embed(waves)], rest
 
 

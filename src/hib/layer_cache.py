@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset, default_collate
 
 from hib.io import save_tensors
 from hib.precision import autocast
@@ -60,6 +60,15 @@ class CachedSet:
         with safe_open(str(self.path), framework="pt") as f:
             for i, extras in enumerate(self.extras):
                 yield [f.get_tensor(f"b{i}")], extras
+
+
+def fixed_batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[Any, ...]]:
+    """The dataset in order, collated in batches, without a DataLoader: a DataLoader draws its
+    base seed from the global RNG, and whether a cached set is read must not move the RNG that
+    a resumed training run reproduces."""
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        yield tuple(default_collate(items))
 
 
 def _tensor_digest(digest: Any, tensor: torch.Tensor) -> None:
@@ -132,7 +141,7 @@ class LayerCache:
         ident = (id(dataset), batch_size)
         if ident not in self._datasets:
             digest = hashlib.sha1(str(batch_size).encode())
-            batches = [tuple(b) for b in DataLoader(dataset, batch_size=batch_size, shuffle=False)]
+            batches = list(fixed_batches(dataset, batch_size))
             for waves, *extras in batches:
                 _tensor_digest(digest, waves)
                 for extra in extras:

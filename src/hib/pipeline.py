@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from hib.bench import bench_pruning
 from hib.checkpoint import load_run, save_pruned
@@ -24,13 +23,22 @@ from hib.data.speech_commands import KSDataset
 from hib.downstream import KSModel
 from hib.errors import HibError
 from hib.evaluate import EvalResult, evaluate
-from hib.io import save_tensors
+from hib.io import read_tensors
 from hib.layer_cache import LayerCache
 from hib.methods import get_method
 from hib.methods.hib import DEFAULT_BETAS
 from hib.precision import resolve_precision
-from hib.prune import curve_area, n_to_prune, parse_ratios, prune_mask, refit_head, sweep
+from hib.prune import (
+    check_ratio,
+    curve_area,
+    n_to_prune,
+    parse_ratios,
+    prune_mask,
+    refit_head,
+    sweep,
+)
 from hib.results import read_results, update_results
+from hib.rundir import save_run_tensors, verified
 from hib.train import load_splits, training_noises
 
 VALIDATION_RATIOS = parse_ratios("0:0.9:0.1")
@@ -136,7 +144,7 @@ class Run:
             record.update(method.options())
         record["seconds"] = time.perf_counter() - start
         record["scores"] = scores.tolist()
-        save_tensors(self.dir / "scores" / f"{name}.safetensors", {"scores": scores})
+        save_run_tensors(self.dir, f"scores/{name}.safetensors", {"scores": scores})
         update_results(self.dir, {"methods": {name: record}})
         return scores
 
@@ -146,7 +154,12 @@ class Run:
             raise HibError(
                 f"no {name} scores in {self.dir}: run `hib score {self.dir} --method {name}` first"
             )
-        return load_file(str(path))["scores"]
+        scores = read_tensors(verified(self.dir, f"scores/{name}.safetensors"))[0].get("scores")
+        shape = tuple(self.model.heads().shape)
+        if scores is None or tuple(scores.shape) != shape:
+            found = "no scores" if scores is None else f"shape {tuple(scores.shape)}"
+            raise HibError(f"{path}: {found}, but the upstream has {shape} heads; re-score it")
+        return scores
 
     # --- pruning -------------------------------------------------------------------------
     def split_accuracy(self, split: str, mask: torch.Tensor) -> float:
@@ -244,6 +257,7 @@ class Run:
 
     def mask_for(self, name: str, ratio: float, min_per_layer: int = 0) -> torch.Tensor:
         """The keep-mask `name`'s stored scores give at pruned fraction `ratio`."""
+        check_ratio(ratio)
         heads = self.model.heads()
         n = n_to_prune(ratio, heads.n_layers * heads.n_heads)
         return prune_mask(self.stored_scores(name), n, min_per_layer)

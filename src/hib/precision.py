@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from hib.config import PRECISIONS
-from hib.io import write_json
+from hib.io import WriteError, write_json
 from hib.paths import cache_dir as default_cache_dir
 
 AUTO_FILE = "precision.json"
@@ -49,14 +49,18 @@ def bf16_time_ratio(shape: tuple[int, int, int] = LINEAR_SHAPE, repeats: int = 5
     """Median time of one bf16-autocast Linear over its float32 time (interleaved, warmed up)."""
     rows, n_in, n_out = shape
     generator = torch.Generator().manual_seed(0)
+    # tensors from a private generator: the measurement must not move the global RNG
     x = torch.randn(rows, n_in, generator=generator)
-    linear = torch.nn.Linear(n_in, n_out).requires_grad_(False)
+    weight, bias = (
+        torch.randn(n_out, n_in, generator=generator),
+        torch.randn(n_out, generator=generator),
+    )
     times: dict[str, list[float]] = {"float32": [], "bfloat16": []}
     for i in range(repeats + 1):
         for precision in times:
             start = time.perf_counter()
-            with autocast(precision):
-                linear(x)
+            with torch.no_grad(), autocast(precision):
+                torch.nn.functional.linear(x, weight, bias)
             if i:  # the first round warms up both kernels
                 times[precision].append(time.perf_counter() - start)
     return _median(times["bfloat16"]) / _median(times["float32"])
@@ -97,7 +101,7 @@ def resolve_precision(
     known = _read(path)
     if not isinstance(known.get(key), dict) or "bf16_time_ratio" not in known[key]:
         known[key] = {"bf16_time_ratio": float(measure())}
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, WriteError):  # measured again next time, no harm
             write_json(path, known)
     return "bfloat16" if known[key]["bf16_time_ratio"] < FASTER_BELOW else "float32"
 

@@ -24,6 +24,8 @@ from hib.layer_cache import LayerCache
 from hib.precision import autocast
 from hib.train import epoch_loader
 
+MAX_RATIOS = 10_000  # points of one sweep; more is a typo in the step
+
 
 def parse_ratios(spec: str) -> list[float]:
     """'0:1:0.05' -> [0.0, 0.05, ..., 1.0]; '0.2,0.4' -> [0.2, 0.4]."""
@@ -33,14 +35,25 @@ def parse_ratios(spec: str) -> list[float]:
             if step <= 0:
                 raise ValueError
             n = int(round((stop - start) / step))
+            if n > MAX_RATIOS:
+                raise HibError(f"ratios '{spec}': more than {MAX_RATIOS} points")
             values = [round(start + i * step, 6) for i in range(n + 1)]
         else:
             values = [float(x) for x in spec.split(",")]
-    except ValueError:
+    except (ValueError, OverflowError):
         raise HibError(f"ratios '{spec}': expected start:stop:step or a comma list") from None
-    if any(not 0 <= r <= 1 for r in values):
-        raise HibError(f"ratios '{spec}': every ratio must lie in [0, 1]")
+    if not values:
+        raise HibError(f"ratios '{spec}': no ratio (stop below start?)")
+    for r in values:
+        check_ratio(r)
     return values
+
+
+def check_ratio(ratio: float) -> float:
+    """A pruned fraction lies in [0, 1]; 1.5 or -0.1 (or NaN) is a typo, not a request."""
+    if not 0 <= ratio <= 1:
+        raise HibError(f"ratio {ratio:g}: a pruned fraction must lie in [0, 1]")
+    return ratio
 
 
 def n_to_prune(ratio: float, n_heads: int) -> int:

@@ -17,14 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hib.checkpoint import (
-    build_model,
-    load_run,
-    load_train_state,
-    save_config,
-    save_model,
-    save_train_state,
-)
+from hib.checkpoint import CONFIG_FILE, build_model, load_run, save_config, save_model
 from hib.config import Config
 from hib.data.augment import Augment
 from hib.data.corpora import resolve_data_root
@@ -35,12 +28,30 @@ from hib.evaluate import evaluate
 from hib.layer_cache import LayerCache
 from hib.precision import resolve_precision
 from hib.results import update_results
+from hib.trainstate import STATE_FILE, load_train_state, save_train_state
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """The global RNGs (python, numpy, torch), as tensors and plain values."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [name, key.tolist(), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    name, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
 
 
 def limit(dataset: KSDataset, n: int | None, seed: int) -> KSDataset:
@@ -152,7 +163,10 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     scheduler = _cosine_schedule(optimizer, config, len(splits["train"]))
     state = load_train_state(run_dir) if resume else None
     if resume and state is None:
-        raise HibError(f"{run_dir}: nothing to resume (no train_state.pt)")
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise HibError(f"{run_dir}: nothing to resume (no {STATE_FILE})")
+        if progress:  # started, but killed before its first epoch ended
+            print(f"{run_dir}: no finished epoch to resume, starting from the first")
     first_epoch, best, history = 0, -1.0, []
     if state is not None:
         model.head.load_state_dict(state["head"])
@@ -161,6 +175,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         first_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+        if "rng" in state:  # states converted from train_state.pt have none
+            set_rng_state(state["rng"])
     save_config(run_dir, config)
     for epoch in range(first_epoch, config.train.epochs):
         loader = epoch_loader(splits["train"], noises, config, epoch)
@@ -184,6 +200,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
                 "head": model.head.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                "rng": rng_state(),
                 **({"upstream": model.upstream.state_dict()} if config.upstream.finetune else {}),
             },
         )

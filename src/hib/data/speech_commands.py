@@ -241,11 +241,24 @@ def _read_lists(root: Path) -> tuple[frozenset[str], frozenset[str]] | None:
     files = (root / VALIDATION_LIST, root / TESTING_LIST)
     if not all(f.is_file() for f in files):
         return None
-    validation, testing = (
-        frozenset(line.strip() for line in f.read_text().splitlines() if line.strip())
-        for f in files
-    )
+    validation, testing = (_read_list(root, f) for f in files)
     return validation, testing
+
+
+def _read_list(root: Path, path: Path) -> frozenset[str]:
+    """The clips a list file names (relative to root); each must exist if its word folder does.
+
+    A missing folder means a corpus trimmed to fewer words (its clips are simply absent); a
+    missing clip in a folder that exists means the list and the corpus disagree.
+    """
+    try:
+        names = frozenset(line.strip() for line in path.read_text().splitlines() if line.strip())
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text list of clips") from None
+    missing = sorted(n for n in names if (root / n).parent.is_dir() and not (root / n).is_file())
+    if missing:
+        raise DataError(f"{path}: names {len(missing)} missing clip(s), e.g. {missing[0]}")
+    return names
 
 
 def _silence_count(clips: list[Clip]) -> int:

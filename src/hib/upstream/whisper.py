@@ -249,6 +249,10 @@ def convert_tiny_en(cache_dir: str | Path | None = None) -> Path:
     out = Path(cache_dir or cache_dir_default()) / f"{TINY_EN}-{_package_version()}"
     if (out / CONFIG_FILE).exists() and (out / WEIGHTS_FILE).exists():
         return out
+    try:  # fail now, not after the conversion
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UpstreamError(f"cache {out}: {exc.strerror} (set $HIB_CACHE elsewhere)") from None
     model_dir = _packaged_model_dir()
     ct2 = read_ct2(model_dir / "model.bin")
     config = _whisper_config(ct2, model_dir)
