@@ -16,6 +16,14 @@ from hib.errors import HibError
 def _cmd_synth(args: argparse.Namespace) -> None:
     from hib.data.synth.corpus import SynthConfig, build_corpus, holdout_config
 
+    if args.task == "asr":
+        from hib.data.synth.asr_corpus import ASRSynthConfig, build_asr_corpus
+
+        if args.holdout:
+            raise HibError("--holdout is for the keyword corpus (--task ks)")
+        config = ASRSynthConfig(seed=args.seed)
+        print(f"corpus: {build_asr_corpus(Path(args.out), config, workers=args.workers)}")
+        return
     if args.holdout:
         print(f"corpus: {build_corpus(Path(args.out), holdout_config(), workers=args.workers)}")
         return
@@ -145,11 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("data", help="build or fetch a Speech Commands-layout corpus")
+    data = sub.add_parser("data", help="build or fetch a corpus")
     data_sub = data.add_subparsers(dest="data_command", required=True)
-    synth = data_sub.add_parser("synth", help="synthesize the offline keyword corpus")
+    synth = data_sub.add_parser("synth", help="synthesize an offline corpus")
+    synth.add_argument(
+        "--task",
+        default="ks",
+        choices=["ks", "asr"],
+        help="ks: Speech Commands layout; asr: LibriSpeech layout (train/dev/test)",
+    )
     synth.add_argument("--out", required=True)
-    synth.add_argument("--clips", type=int, default=10000)
+    synth.add_argument("--clips", type=int, default=10000, help="keyword clips (--task ks)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--workers", type=int, default=2)
     synth.add_argument(
