@@ -34,8 +34,12 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_download(args: argparse.Namespace) -> None:
-    from hib.data.download import download_speech_commands
+    from hib.data.download import download_librispeech, download_speech_commands
 
+    if args.corpus == "librispeech":
+        root = download_librispeech(args.subset, Path(args.dest))
+        print(f"librispeech: {root} (split {args.subset})")
+        return
     print(f"speech commands: {download_speech_commands(args.version, Path(args.dest))}")
 
 
@@ -171,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.set_defaults(func=_cmd_synth)
     download = data_sub.add_parser("download", help="fetch the official archives")
-    download.add_argument("corpus", choices=["speech-commands"])
+    download.add_argument("corpus", choices=["speech-commands", "librispeech"])
     download.add_argument("--version", default="0.01", choices=["0.01", "0.02"])
+    download.add_argument("--subset", default="test-clean", help="LibriSpeech subset")
     download.add_argument("--dest", required=True)
     download.set_defaults(func=_cmd_download)
 
