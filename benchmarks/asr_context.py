@@ -4,7 +4,7 @@ Both contexts decode the same clips in the same process, batches of similar leng
 duration), so the seconds compare; WER is corpus-level after Whisper's normaliser, also per
 degradation (clean / noisy) when the corpus has utterances.tsv. Prints one JSON object.
 
-    python benchmarks/asr_context.py [--data DIR] [--split test] [--batch 16] [--limit N]
+    python benchmarks/asr_context.py [--data DIR] [--split test] [--batch 16] [--dump TSV]
 
 Without --data it builds (once, cached) and reads the default synthesized ASR corpus.
 """
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--limit", type=int, help="only the first N utterances")
     parser.add_argument("--contexts", default=",".join(CONTEXTS))
+    parser.add_argument("--dump", help="also write id, context, reference, hypothesis (TSV) here")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     root = Path(args.data) if args.data else asr_corpus()
@@ -63,6 +64,7 @@ def main() -> None:
     asr = load_whisper_asr()
     out: dict = {"data": str(root), "split": args.split, "n": len(data)}
     out["audio_seconds"] = round(sum(data.durations), 1)
+    dump = ["id\tcontext\treference\thypothesis\n"]
     for context in args.contexts.split(","):
         asr.context = context
         hyps, seconds = transcribe_all(asr, data, args.batch)
@@ -72,6 +74,10 @@ def main() -> None:
             wer = corpus_wer([data.texts[i] for i in keep], [hyps[i] for i in keep])["wer"]
             result[f"wer_{name}"] = wer
         out[context] = result
+        rows = zip(data.ids, data.texts, hyps, strict=True)
+        dump += [f"{u}\t{context}\t{r}\t{h}\n" for u, r, h in rows]
+    if args.dump:
+        Path(args.dump).write_text("".join(dump))
     print(json.dumps(out))
 
 

@@ -69,7 +69,7 @@ def test_training_is_clean_and_evaluation_partly_degraded(tiny_asr: Path) -> Non
     rows = _table(tiny_asr)
     assert {r["noise"] for r in rows if r["split"] == "train"} == {"clean"}
     noisy = [r for r in rows if r["split"] != "train" and r["noise"] != "clean"]
-    assert noisy and all(5.0 <= float(r["snr_db"]) <= 20.0 for r in noisy)
+    assert noisy and all(10.0 <= float(r["snr_db"]) <= 25.0 for r in noisy)
 
 
 def test_same_seed_same_bytes_and_cached(tiny_asr: Path, tmp_path: Path) -> None:
