@@ -4,7 +4,7 @@ Both contexts decode the same clips in the same process, batches of similar leng
 duration), so the seconds compare; WER is corpus-level after Whisper's normaliser, also per
 degradation (clean / noisy) when the corpus has utterances.tsv. Prints one JSON object.
 
-    python benchmarks/asr_context.py [--data DIR] [--split test] [--batch 16] [--dump TSV]
+    python benchmarks/asr_context.py [--data DIR] [--split test] [--batch 8] [--dump TSV]
 
 Without --data it builds (once, cached) and reads the default synthesized ASR corpus.
 """
@@ -49,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="LibriSpeech-layout folder (default: synthesized corpus)")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--limit", type=int, help="only the first N utterances")
     parser.add_argument("--contexts", default=",".join(CONTEXTS))
     parser.add_argument("--dump", help="also write id, context, reference, hypothesis (TSV) here")
