@@ -29,6 +29,14 @@ class _Parser(argparse.ArgumentParser):
 def _cmd_synth(args: argparse.Namespace) -> None:
     from hib.data.synth.corpus import SynthConfig, build_corpus, holdout_config
 
+    if args.task == "asr":
+        from hib.data.synth.asr_corpus import ASRSynthConfig, build_asr_corpus
+
+        if args.holdout:
+            raise HibError("--holdout is for the keyword corpus (--task ks)")
+        config = ASRSynthConfig(seed=args.seed)
+        print(f"corpus: {build_asr_corpus(Path(args.out), config, workers=args.workers)}")
+        return
     if args.holdout:
         print(f"corpus: {build_corpus(Path(args.out), holdout_config(), workers=args.workers)}")
         return
@@ -39,9 +47,19 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_download(args: argparse.Namespace) -> None:
-    from hib.data.download import DEFAULT_BASE_URL, download_speech_commands
+    from hib.data.download import (
+        DEFAULT_BASE_URL,
+        LIBRISPEECH_URL,
+        download_librispeech,
+        download_speech_commands,
+    )
 
-    print(f"downloading from {DEFAULT_BASE_URL}: the one hib command that uses the network")
+    source = LIBRISPEECH_URL if args.corpus == "librispeech" else DEFAULT_BASE_URL
+    print(f"downloading from {source}: the one hib command that uses the network")
+    if args.corpus == "librispeech":
+        root = download_librispeech(args.subset, Path(args.dest))
+        print(f"librispeech: {root} (split {args.subset})")
+        return
     print(f"speech commands: {download_speech_commands(args.version, Path(args.dest))}")
 
 
@@ -166,11 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("data", help="build or fetch a Speech Commands-layout corpus")
+    data = sub.add_parser("data", help="build or fetch a corpus")
     data_sub = data.add_subparsers(dest="data_command", required=True)
-    synth = data_sub.add_parser("synth", help="synthesize the offline keyword corpus")
+    synth = data_sub.add_parser("synth", help="synthesize an offline corpus")
+    synth.add_argument(
+        "--task",
+        default="ks",
+        choices=["ks", "asr"],
+        help="ks: Speech Commands layout; asr: LibriSpeech layout (train/dev/test)",
+    )
     synth.add_argument("--out", required=True)
-    synth.add_argument("--clips", type=int, default=10000)
+    synth.add_argument("--clips", type=int, default=10000, help="keyword clips (--task ks)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--workers", type=int, default=2)
     synth.add_argument(
@@ -178,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.set_defaults(func=_cmd_synth)
     download = data_sub.add_parser("download", help="fetch the official archives")
-    download.add_argument("corpus", choices=["speech-commands"])
+    download.add_argument("corpus", choices=["speech-commands", "librispeech"])
     download.add_argument("--version", default="0.01", choices=["0.01", "0.02"])
+    download.add_argument("--subset", default="test-clean", help="LibriSpeech subset")
     download.add_argument("--dest", required=True)
     download.set_defaults(func=_cmd_download)
 

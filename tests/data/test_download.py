@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from hib.data.download import KNOWN_SHA256, download_speech_commands
+from hib.data.download import (
+    KNOWN_SHA256,
+    LIBRISPEECH_SHA256,
+    download_librispeech,
+    download_speech_commands,
+)
+from hib.data.librispeech import load_librispeech
 from hib.errors import DataError
 
 TRAIN = "speech_commands_v0.01.tar.gz"
@@ -48,8 +54,12 @@ def served(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture
 def http_url(served: tuple[Path, dict[str, str]]) -> Iterator[str]:
-    """The served folder over http://127.0.0.1, in a thread, shut down after the test."""
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served[0]))
+    yield from _serve(served[0])
+
+
+def _serve(folder: Path) -> Iterator[str]:
+    """`folder` over http://127.0.0.1, in a thread, shut down after the test."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
@@ -161,3 +171,66 @@ def test_unsafe_member_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="unsafe archive"):
         download_speech_commands("0.01", dest, base_url=folder.as_uri(), expected_sha256=sums)
     assert not (tmp_path / "escaped.txt").exists() and not any(dest.iterdir())
+
+
+# --- LibriSpeech ---------------------------------------------------------------------------
+
+
+def _flac(seconds: float) -> bytes:
+    import numpy as np
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(int(16000 * seconds), np.float32), 16000, format="FLAC")
+    return buffer.getvalue()
+
+
+LIBRI_FILES = {
+    "LibriSpeech/README.TXT": b"readme",
+    "LibriSpeech/test-clean/84/121123/84-121123.trans.txt": b"84-121123-0000 GO DO YOU HEAR\n",
+    "LibriSpeech/test-clean/84/121123/84-121123-0000.flac": _flac(0.5),
+}
+
+
+@pytest.fixture
+def libri_served(tmp_path: Path) -> tuple[Path, str]:
+    folder = tmp_path / "openslr"
+    folder.mkdir()
+    return folder, make_tar(folder / "test-clean.tar.gz", LIBRI_FILES)
+
+
+@pytest.fixture
+def libri_url(libri_served: tuple[Path, str]) -> Iterator[str]:
+    yield from _serve(libri_served[0])
+
+
+def test_librispeech_over_http_reads_back(
+    libri_url: str, libri_served: tuple[Path, str], tmp_path: Path
+) -> None:
+    dest = tmp_path / "LibriSpeech"
+    out = download_librispeech(
+        "test-clean", dest, base_url=libri_url, progress=False, expected_sha256=libri_served[1]
+    )
+    assert out == dest and (dest / "README.TXT").read_bytes() == b"readme"
+    data = load_librispeech(dest, "test-clean")
+    assert data.ids == ["84-121123-0000"] and data.texts == ["GO DO YOU HEAR"]
+    assert not (dest / "test-clean.tar.gz").exists() and not list(dest.glob(".unpack-*"))
+    # done once: a second call needs no server
+    assert download_librispeech("test-clean", dest, base_url=closed_port_url()) == dest
+
+
+def test_librispeech_checksum_is_checked(libri_url: str, tmp_path: Path) -> None:
+    assert len(LIBRISPEECH_SHA256["test-clean.tar.gz"]) == 64
+    with pytest.raises(DataError, match="test-clean.tar.gz: checksum mismatch"):
+        download_librispeech("test-clean", tmp_path / "ls", base_url=libri_url, progress=False)
+    assert not any((tmp_path / "ls").iterdir())
+
+
+def test_librispeech_offline_fails_fast(tmp_path: Path) -> None:
+    start = time.monotonic()
+    url = closed_port_url()
+    with pytest.raises(DataError, match=f"cannot reach {url} .*unpack it into") as info:
+        download_librispeech("test-clean", tmp_path / "ls", base_url=url, timeout=2.0)
+    assert time.monotonic() - start < 3.0 and "\n" not in str(info.value)
+    with pytest.raises(DataError, match="unknown LibriSpeech subset 'test-dirty'"):
+        download_librispeech("test-dirty", tmp_path / "ls")

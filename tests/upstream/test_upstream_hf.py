@@ -47,6 +47,21 @@ def test_wav2vec2_output_equals_the_original_model(tmp_path: Path):
         torch.testing.assert_close(a, b)
 
 
+def test_pre_ln_hubert_reports_the_normed_last_state(tmp_path: Path):
+    """Layer inputs as the model records them; the last state after the final layer norm
+    (the model's last_hidden_state), as for Whisper and post-LN wav2vec2."""
+    torch.manual_seed(0)
+    model = _tiny_model("hubert").eval()
+    upstream = make_tiny_upstream("hubert", tmp_path)
+    waves = (_waves() - _waves().mean(-1, keepdim=True)) / _waves().std(-1, keepdim=True)
+    with torch.no_grad():
+        expected = model(waves, output_hidden_states=True)
+        got = upstream(_waves()).hidden_states
+    for a, b in zip(got[:-1], expected.hidden_states[:-1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got[-1], expected.last_hidden_state, rtol=1e-4, atol=1e-4)
+
+
 def test_normalisation_follows_checkpoint(tmp_path: Path):
     from transformers import Wav2Vec2FeatureExtractor
 

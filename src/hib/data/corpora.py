@@ -1,4 +1,4 @@
-"""Which corpus a run reads: a user's Speech Commands folder, or the synthesized default."""
+"""Which corpus a run reads: a user's folder, or a synthesized default (keywords or ASR)."""
 
 from __future__ import annotations
 
@@ -35,3 +35,11 @@ def holdout_corpus(progress: bool = True) -> Path:
     config = holdout_config()
     out = cache_dir() / "corpora" / f"synth-ks-holdout-{config.n_clips}"
     return Path(build_corpus(out, config, progress=progress))
+
+
+def asr_corpus(progress: bool = True) -> Path:
+    """The default synthesized ASR corpus (LibriSpeech layout), built once and cached."""
+    from hib.data.synth.asr_corpus import ASRSynthConfig, build_asr_corpus
+
+    out = cache_dir() / "corpora" / "synth-asr"
+    return Path(build_asr_corpus(out, ASRSynthConfig(), progress=progress))

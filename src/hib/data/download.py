@@ -1,4 +1,4 @@
-"""Fetching and unpacking the Speech Commands archives, safely and only once.
+"""Fetching and unpacking the Speech Commands and LibriSpeech archives, safely and only once.
 
 Each archive is streamed to a temporary file, checked, then renamed into place, so an
 interrupted or corrupted download never looks finished. Unpacking goes to a temporary folder
@@ -9,6 +9,7 @@ Datasets (url_checksums/speech_commands.txt) and torchaudio (datasets/speechcomm
 they agree on v0.02; v0.01 comes from torchaudio. No published checksum of
 speech_commands_test_set_v0.01.tar.gz was found, so that archive is verified only by gzip
 CRC and tar structure while unpacking, unless the caller passes `expected_sha256`.
+LibriSpeech SHA-256 are torchaudio's (datasets/librispeech.py); train-other-500 has none here.
 """
 
 from __future__ import annotations
@@ -44,6 +45,26 @@ KNOWN_SHA256 = {
         "cc2a00c1147c2254e9be3fa0f779d8c17421dc349b86366567a8edfa9acd51df"
     ),
 }
+LIBRISPEECH_URL = "https://www.openslr.org/resources/12"
+LIBRISPEECH_SUBSETS = (
+    "dev-clean",
+    "dev-other",
+    "test-clean",
+    "test-other",
+    "train-clean-100",
+    "train-clean-360",
+    "train-other-500",
+)
+LIBRISPEECH_SHA256 = {
+    "dev-clean.tar.gz": "76f87d090650617fca0cac8f88b9416e0ebf80350acb97b343a85fa903728ab3",
+    "dev-other.tar.gz": "12661c48e8c3fe1de2c1caa4c3e135193bfb1811584f11f569dd12645aa84365",
+    "test-clean.tar.gz": "39fde525e59672dc6d1551919b1478f724438a95aa55f874b576be21967e6c23",
+    "test-other.tar.gz": "d09c181bba5cf717b3dee7d4d592af11a3ee3a09e08ae025c5506f6ebe961c29",
+    "train-clean-100.tar.gz": "d4ddd1d5a6ab303066f14971d768ee43278a5f2a0aa43dc716b0e64ecbbbf6e2",
+    "train-clean-360.tar.gz": "146a56496217e96c14334a160df97fffedd6e0a04e66b9c5af0d40be3c792ecf",
+}
+_LIBRISPEECH_TOP = "LibriSpeech"
+"""The folder every LibriSpeech archive wraps its subset in; unpacking strips it."""
 _SCHEMES = ("http", "https", "file")
 _CHUNK = 1 << 20
 _CORRUPT = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -71,9 +92,7 @@ def download_speech_commands(
     """
     if version not in VERSIONS:
         raise DataError(f"unknown Speech Commands version {version!r}: use one of {VERSIONS}")
-    scheme = urllib.parse.urlsplit(base_url).scheme
-    if scheme not in _SCHEMES:
-        raise DataError(f"{base_url}: unsupported URL scheme (use http://, https:// or file://)")
+    _check_scheme(base_url)
     dest = Path(dest) if dest is not None else Path("data") / f"speech_commands_v{version}"
     checksums = {**KNOWN_SHA256, **(expected_sha256 or {})}
     archives = {
@@ -96,6 +115,44 @@ def download_speech_commands(
         marker.touch()
         archive.unlink()
     return dest
+
+
+def download_librispeech(
+    subset: str = "test-clean",
+    dest: str | Path | None = None,
+    base_url: str = LIBRISPEECH_URL,
+    progress: bool = True,
+    timeout: float = 10.0,
+    expected_sha256: str | None = None,
+) -> Path:
+    """Download and unpack one LibriSpeech subset into `dest/<subset>`; returns `dest`.
+
+    `dest` (default data/LibriSpeech) is the root to pass to `load_librispeech(dest, subset)`;
+    the archive's top folder `LibriSpeech/` is stripped, so several subsets share one root.
+    """
+    if subset not in LIBRISPEECH_SUBSETS:
+        raise DataError(f"unknown LibriSpeech subset {subset!r}: use one of {LIBRISPEECH_SUBSETS}")
+    _check_scheme(base_url)
+    dest = Path(dest) if dest is not None else Path("data") / _LIBRISPEECH_TOP
+    name = f"{subset}.tar.gz"
+    marker = dest / f".{name}.unpacked"
+    if marker.exists():
+        return dest
+    url = f"{base_url.rstrip('/')}/{name}"
+    archive = dest / name
+    if not archive.exists():  # an archive left by an interrupted run was already verified
+        hint = f"download {url} on a machine with internet and unpack it into {dest}"
+        sha256 = expected_sha256 or LIBRISPEECH_SHA256.get(name)
+        _fetch(url, archive, sha256, progress, timeout, base_url, hint)
+    _unpack(archive, dest, dest, inner=_LIBRISPEECH_TOP)
+    marker.touch()
+    archive.unlink()
+    return dest
+
+
+def _check_scheme(base_url: str) -> None:
+    if urllib.parse.urlsplit(base_url).scheme not in _SCHEMES:
+        raise DataError(f"{base_url}: unsupported URL scheme (use http://, https:// or file://)")
 
 
 def _fetch(
@@ -142,9 +199,10 @@ def _save(response: Any, tmp: Path, url: str, sha256: str | None, progress: bool
         )
 
 
-def _unpack(archive: Path, target: Path, workdir: Path) -> None:
+def _unpack(archive: Path, target: Path, workdir: Path, inner: str | None = None) -> None:
     """Extract into a temporary folder in `workdir`, then move the entries into `target`.
 
+    With `inner`, the entries of that top folder of the archive (if it has one) are moved.
     tarfile's "data" filter refuses absolute paths, `..` and links out of the folder.
     A corrupt archive is deleted so that the next call downloads it again.
     """
@@ -153,7 +211,8 @@ def _unpack(archive: Path, target: Path, workdir: Path) -> None:
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(tmp, filter="data")
         target.mkdir(parents=True, exist_ok=True)
-        for entry in tmp.iterdir():
+        top = tmp / inner if inner and (tmp / inner).is_dir() else tmp
+        for entry in top.iterdir():
             _replace(entry, target / entry.name)
     except _CORRUPT as exc:
         archive.unlink(missing_ok=True)

@@ -1,0 +1,163 @@
+"""The full Whisper tiny.en (encoder + decoder) as a speech recogniser whose encoder heads hib sees.
+
+`WhisperASR.upstream` is a `WhisperEncoderUpstream` around the *same* encoder module the decoder
+reads, so `Heads(asr.upstream)` masks or gates exactly what the decoder then attends to.
+
+Input length (`context`):
+
+- "30s": every clip zero-padded to 30 s, as Whisper's own feature extraction does (3000 frames,
+  1500 encoder positions): the input the model was trained on.
+- "short": the batch padded only to its longest clip, the positional table sliced (as keyword
+  spotting does): cheaper, but off the training distribution. docs/asr.md has the measured
+  WER and cost of both.
+
+Targets: LibriSpeech transcripts are upper case without punctuation, which Whisper never
+writes; such a reference is sentence-cased before tokenizing, so the teacher-forced loss asks
+for text in Whisper's own style (WER is computed after normalisation either way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tokenizers import Tokenizer
+from torch import nn
+from torch.nn import functional as F
+from transformers import WhisperForConditionalGeneration
+
+from hib.errors import UpstreamError
+from hib.upstream.whisper import (
+    TINY_EN,
+    WhisperEncoderUpstream,
+    _packaged_model_dir,
+    load_whisper_model,
+)
+
+Context = Literal["30s", "short"]
+CONTEXTS: tuple[str, ...] = ("30s", "short")
+WINDOW_SAMPLES = 30 * 16000
+PROMPT = ("<|startoftranscript|>", "<|notimestamps|>")
+END = "<|endoftext|>"
+IGNORE = -100
+
+
+def target_text(text: str) -> str:
+    """The reference as Whisper would write it: all-caps text sentence-cased, with a lead space."""
+    text = " ".join(text.split())
+    if text.isupper():
+        text = text.lower().capitalize()
+    return " " + text
+
+
+class WhisperASR(nn.Module):
+    """Waveforms -> text with Whisper's decoder; `loss` is teacher-forced cross-entropy."""
+
+    def __init__(
+        self,
+        model: WhisperForConditionalGeneration,
+        tokenizer: Tokenizer,
+        context: Context = "30s",
+        name: str = TINY_EN,
+    ):
+        super().__init__()
+        if context not in CONTEXTS:
+            raise UpstreamError(f"context must be one of {CONTEXTS}, not {context!r}")
+        self.model = model.requires_grad_(False).eval()
+        self.upstream = WhisperEncoderUpstream(model.model.encoder, name)
+        self.tokenizer = tokenizer
+        self.context = context
+        self.prompt = [self._token(t) for t in PROMPT]
+        self.end = self._token(END)
+        config = model.config
+        # timestamps (and <|notimestamps|> itself) after the prompt: this model writes none
+        timestamps = list(range(self._token(PROMPT[1]), config.vocab_size))
+        self.suppress = sorted({*(config.suppress_tokens or []), *timestamps})
+        self.suppress_first = list(config.begin_suppress_tokens or [])
+
+    def _token(self, token: str) -> int:
+        index = self.tokenizer.token_to_id(token)
+        if index is None:
+            raise UpstreamError(f"Whisper tokenizer has no {token}")
+        return index
+
+    def encode(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, N) zero-padded 16 kHz waveforms -> encoder output (B, T, D), per `context`."""
+        if int(lengths.max()) > WINDOW_SAMPLES:
+            seconds = int(lengths.max()) / WINDOW_SAMPLES * 30
+            raise UpstreamError(f"{seconds:.1f} s input is longer than Whisper's 30 s window")
+        n = WINDOW_SAMPLES if self.context == "30s" else int(lengths.max())
+        waves = F.pad(waves[:, :n], (0, max(0, n - waves.shape[1])))
+        return self.upstream(waves).hidden_states[-1]
+
+    def loss(
+        self, waves: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]
+    ) -> torch.Tensor:
+        """Mean cross-entropy over every target token (the text, then <|endoftext|>)."""
+        inputs, labels = self._teacher_forcing(texts)
+        encoded = self.encode(waves, lengths)
+        logits = self.model(
+            encoder_outputs=(encoded,), decoder_input_ids=inputs, use_cache=False
+        ).logits
+        return F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE)
+
+    def _teacher_forcing(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder inputs (prompt + text) and labels (text + end), padded; prompt not scored."""
+        encoded = [
+            self.tokenizer.encode(target_text(t), add_special_tokens=False).ids for t in texts
+        ]
+        width = len(self.prompt) + max(len(e) for e in encoded)
+        limit = self.model.config.max_target_positions
+        if width > limit:
+            raise UpstreamError(f"a transcript of {width} tokens exceeds Whisper's {limit}")
+        inputs = torch.full((len(texts), width), self.end)
+        labels = torch.full((len(texts), width), IGNORE)
+        start = len(self.prompt) - 1
+        for row, ids in enumerate(encoded):
+            sequence = self.prompt + ids
+            inputs[row, : len(sequence)] = torch.tensor(sequence)
+            labels[row, start : start + len(ids) + 1] = torch.tensor([*ids, self.end])
+        return inputs, labels
+
+    def _decode(self, encoded: torch.Tensor, ids: torch.Tensor, cache=None):
+        return self.model(encoder_outputs=(encoded,), decoder_input_ids=ids, cache=cache)
+
+    @torch.no_grad()
+    def transcribe(
+        self, waves: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int = 128
+    ) -> list[str]:
+        """Batched greedy decoding with the decoder's KV cache; stops at <|endoftext|>."""
+        encoded = self.encode(waves, lengths)
+        batch = encoded.shape[0]
+        ids = torch.tensor([self.prompt] * batch)
+        finished = torch.zeros(batch, dtype=torch.bool)
+        written: list[torch.Tensor] = []
+        cache = None
+        for step in range(max_new_tokens):
+            out = self._decode(encoded, ids, cache)
+            logits = out.logits[:, -1].float()
+            logits[:, self.suppress] = -torch.inf
+            if step == 0:
+                logits[:, self.suppress_first] = -torch.inf
+            token = torch.where(finished, self.end, logits.argmax(-1))
+            written.append(token)
+            finished |= token == self.end
+            if bool(finished.all()):
+                break
+            ids, cache = token[:, None], out.cache
+        tokens = torch.stack(written, 1).tolist() if written else [[] for _ in range(batch)]
+        return [self.text(row) for row in tokens]
+
+    def text(self, tokens: list[int]) -> str:
+        """Token ids up to the first <|endoftext|> -> text."""
+        if self.end in tokens:
+            tokens = tokens[: tokens.index(self.end)]
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+
+def load_whisper_asr(context: Context = "30s", cache_dir: str | Path | None = None) -> WhisperASR:
+    """The packaged tiny.en with its tokenizer (converted once into the hib cache)."""
+    tokenizer = Tokenizer.from_file(str(_packaged_model_dir() / "tokenizer.json"))
+    return WhisperASR(load_whisper_model(cache_dir), tokenizer, context)
