@@ -145,9 +145,14 @@ def test_bench_prune_json(run_dir, capsys):
         "max_abs_diff",
         "params_ratio",
         "latency_ratio",
+        "flops_ratio",
         "attention_latency_ratio",
+        "attention_flops_ratio",
     }
     assert result["max_abs_diff"] < 1e-4
+    # half the heads gone: the attention blocks lose FLOPs, the FFN keeps its share
+    assert 0.4 < result["attention_flops_ratio"] < 0.6
+    assert result["attention_flops_ratio"] < result["flops_ratio"] < 1
     assert 0.5 < result["params_ratio"] < 1.0
     assert result["latency_ratio"] > 0 and result["attention_latency_ratio"] > 0
 
