@@ -8,6 +8,9 @@ what the clips say, and no corpus has to be built first).
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
@@ -40,3 +43,17 @@ def model_and_clips(args: argparse.Namespace) -> tuple[KSModel, Dataset, str]:
     labels = torch.randint(0, 12, (args.clips,), generator=generator)
     model.head_stats = model.heads().fit_stats(iter(waves[:256].split(64)), max_clips=256)
     return model, TensorDataset(waves, labels), f"{args.upstream}, random head, noise clips"
+
+
+def time_interleaved(
+    runs: dict[str, Callable[[], Any]], repeats: int
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """(best seconds per run, each run's last output), the runs taking turns `repeats` times."""
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    outputs: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            outputs[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {k: min(v) for k, v in times.items()}, outputs

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-from _common import add_model_arguments, model_and_clips
+from _common import add_model_arguments, model_and_clips, time_interleaved
 
 from hib.methods.attattr import AttAttr
 
@@ -35,14 +34,7 @@ def main() -> None:
         "before": lambda: reference_scores(method, model, clips),
         "now": lambda: method.score(model, clips),
     }
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    scores = {}
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            scores[name] = fn()
-            times[name].append(time.perf_counter() - start)
-    best = {k: min(v) for k, v in times.items()}
+    best, scores = time_interleaved(runs, args.repeats)
     scale = scores["before"].abs().max().item()
     print(
         json.dumps(

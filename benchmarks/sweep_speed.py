@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
-from _common import add_model_arguments, model_and_clips
+from _common import add_model_arguments, model_and_clips, time_interleaved
 
 from hib.evaluate import evaluate
 from hib.layer_cache import LayerCache
@@ -45,14 +44,7 @@ def main() -> None:
             model, clips, scores, ratios, precision=args.precision, cache=LayerCache()
         ),
     }
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    curves = {}
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            curves[name] = fn()
-            times[name].append(time.perf_counter() - start)
-    best = {k: min(v) for k, v in times.items()}
+    best, curves = time_interleaved(runs, args.repeats)
     diffs = [abs(a["accuracy"] - b["accuracy"]) for a, b in zip(*curves.values(), strict=True)]
     print(
         json.dumps(
