@@ -23,7 +23,6 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +30,9 @@ import numpy as np
 import soundfile as sf
 
 from hib.data.audio import SAMPLE_RATE
-from hib.data.augment import mix_at_snr
 from hib.data.synth import corpus, noise
 from hib.data.synth.corpus import Speaker, SynthConfig, rng_for
-from hib.data.synth.sentences import sentence
+from hib.data.synth.spoken import speak_sentence
 from hib.errors import DataError
 from hib.io import atomic_write, write_json, write_text
 
@@ -52,7 +50,6 @@ noise, not speech, for a recogniser. These are the ones at or below ~30 % there.
 SPLITS = {"fit": "train", "validation": "dev", "test": "test"}
 """Role -> split folder name."""
 FORMAT_VERSION = 1
-_ATTEMPTS = 40
 
 Row = tuple[str, str, str, str, float, str, float]
 """(utterance id, speaker folder, split, transcript, seconds, noise type, SNR dB)."""
@@ -166,45 +163,11 @@ def plan(config: ASRSynthConfig) -> list[Job]:
 
 def _speakers(config: ASRSynthConfig) -> list[Speaker]:
     """Distinct identities drawn as the keyword corpus draws them, from `config.variants`."""
-    voices, total = config.voices(), sum(config.speakers)
+    total = sum(config.speakers)
     n_piper = round(total * config.piper_fraction)
-    speakers: dict[str, Speaker] = {}
-    for attempt in range(100 * total):
-        if len(speakers) == total:
-            return list(speakers.values())
-        rng = rng_for(config.seed, "speaker", attempt)
-        if len(speakers) < n_piper:
-            speaker = corpus._piper_speaker(rng, voices)
-        else:
-            speaker = corpus._espeak_speaker(rng, voices, list(config.variants))
-        speakers.setdefault(speaker.id, speaker)
-    raise DataError(f"the voice ranges allow fewer than {total} speakers")
-
-
-def _speak(synth, rng: np.random.Generator, config: ASRSynthConfig) -> tuple[str, np.ndarray]:
-    """A sentence whose audio (with its silences) lasts within `config.seconds`."""
-    for _ in range(_ATTEMPTS):
-        text = sentence(rng, int(rng.integers(*config.min_words, endpoint=True)), config.max_words)
-        speech = corpus.trim_silence(synth(text))
-        pads = [int(rng.uniform(*config.silence_s) * SAMPLE_RATE) for _ in range(2)]
-        seconds = (len(speech) + sum(pads)) / SAMPLE_RATE
-        if len(speech) and config.seconds[0] <= seconds <= config.seconds[1]:
-            rms = np.sqrt(np.mean(speech**2)) + 1e-12
-            speech = speech * (10 ** (rng.uniform(*config.level_dbfs) / 20) / rms)
-            return text, np.pad(speech, pads).astype(np.float32)
-    raise DataError(f"no sentence of {config.seconds} s in {_ATTEMPTS} attempts; widen the range")
-
-
-def _degrade(
-    x: np.ndarray, utt: str, config: ASRSynthConfig, bank: dict[str, np.ndarray]
-) -> tuple[np.ndarray, str, float]:
-    rng = rng_for(config.seed, "degrade", utt)
-    if rng.random() < config.eval_clean_fraction:
-        return x, "clean", math.inf
-    kind = str(rng.choice(config.eval_noise_types))
-    start = int(rng.integers(0, len(bank[kind]) - len(x) + 1))
-    snr = float(rng.uniform(*config.eval_snr_db))
-    return mix_at_snr(x, bank[kind][start : start + len(x)], snr), kind, snr
+    return corpus.draw_speakers(
+        config.seed, total, n_piper, config.voices(), list(config.variants)
+    )
 
 
 def render_job(root: Path, config: ASRSynthConfig, job: Job) -> list[Row]:
@@ -218,10 +181,10 @@ def render_job(root: Path, config: ASRSynthConfig, job: Job) -> list[Row]:
     rows, lines = [], []
     for k in range(job.count):
         utt = f"{speaker}-{chapter}-{k:04d}"
-        text, audio = _speak(synth, rng_for(config.seed, "text", utt), config)
+        text, audio = speak_sentence(synth, rng_for(config.seed, "text", utt), config)
         kind, snr = "clean", math.inf
         if degraded:
-            audio, kind, snr = _degrade(audio, utt, config, bank)
+            audio, kind, snr = corpus.degrade(audio, utt, config, bank)
         audio = np.clip(audio / max(1.0, np.abs(audio).max() / 0.99), -1, 1)
         atomic_write(
             folder / f"{utt}.flac",
@@ -237,17 +200,6 @@ def _task(args: tuple[Path, ASRSynthConfig, Job]) -> list[Row]:
     return render_job(*args)
 
 
-def _map(tasks: list[tuple[Path, ASRSynthConfig, Job]], workers: int) -> Iterator[list[Row]]:
-    """Spawned processes: fork after ONNX Runtime or espeak-ng state exists is not safe."""
-    if workers <= 1:
-        yield from map(_task, tasks)
-        return
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap_unordered(_task, tasks)
-
-
 def _render(
     root: Path, config: ASRSynthConfig, jobs: list[Job], progress: bool, workers: int
 ) -> list[Row]:
@@ -258,7 +210,7 @@ def _render(
     rows: list[Row] = []
     total = sum(config.utterances)
     with tqdm(total=total, unit="utt", desc="synth asr corpus", disable=not progress) as bar:
-        for done in _map(tasks, workers):
+        for done in corpus.map_jobs(_task, tasks, workers):
             rows.extend(done)
             bar.update(len(done))
     return sorted(rows)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from scipy.signal import resample_poly
@@ -151,6 +152,8 @@ Row = tuple[str, str, float]
 """(relative path, noise type or "clean", SNR in dB or inf): what a job reports per clip."""
 Task = tuple[Path, SynthConfig, Job | None]
 """A job for the pool; None stands for writing the background-noise folder."""
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def rng_for(seed: int, *parts: object) -> np.random.Generator:
@@ -265,6 +268,30 @@ def _speakers(config: SynthConfig) -> list[Speaker]:
     return speakers
 
 
+def draw_speakers(
+    seed: int,
+    total: int,
+    n_piper: int,
+    voices: SynthConfig,
+    variants: list[str],
+    key: Callable[[Speaker], object] = lambda s: s.id,
+) -> list[Speaker]:
+    """`total` identities, the first `n_piper` Piper ones, no two with the same `key`."""
+    speakers: dict[object, Speaker] = {}
+    for attempt in range(100 * total):
+        if len(speakers) == total:
+            break
+        rng = rng_for(seed, "speaker", attempt)
+        if len(speakers) < n_piper:
+            speaker = _piper_speaker(rng, voices)
+        else:
+            speaker = _espeak_speaker(rng, voices, variants)
+        speakers.setdefault(key(speaker), speaker)
+    if len(speakers) < total:
+        raise DataError(f"the voice ranges allow fewer than {total} speakers")
+    return list(speakers.values())
+
+
 def _espeak_speaker(rng: np.random.Generator, c: SynthConfig, variants: list[str]) -> Speaker:
     accent = str(rng.choice(c.accents))
     variant = str(rng.choice(variants))
@@ -291,21 +318,36 @@ def split_of(speaker: Speaker, config: SynthConfig) -> str:
 
 
 def _synthesizer(speaker: Speaker, seed: int) -> Callable[[str], np.ndarray]:
-    """text -> float32 16 kHz audio in this speaker's voice, from a fresh engine state.
+    """text -> float32 16 kHz audio in this speaker's voice, from a fresh engine state."""
+    say = engine_for(speaker, seed)
+    return lambda text: say(text, speaker)
 
-    Both engines carry state from call to call (espeak-ng's flutter phase, Piper's noise
-    generator), so each speaker starts from a reset one and says its words in a fixed order.
+
+def engine_for(speaker: Speaker, seed: int) -> Callable[[str, Speaker], np.ndarray]:
+    """(text, settings) -> float32 16 kHz audio, from a fresh engine state for `speaker`.
+
+    `settings` is `speaker` or a variation of its pitch, rate and noise scales on the same
+    engine (one utterance's delivery). Both engines carry state from call to call (espeak-ng's
+    flutter phase, Piper's noise generator), so each speaker starts from a reset one and says
+    its texts in a fixed order.
     """
     if speaker.engine == "espeak":
-        pitch, pitch_range = (int(v) for v in speaker.pitch.split("/"))
-        voice = f"{speaker.voice}+{speaker.variant}"
         espeak.reset()
-        return lambda text: espeak.synthesize(text, voice, pitch, int(speaker.rate), pitch_range)
+        return _espeak_say
     digest = hashlib.sha1(f"{seed}/{speaker.id}".encode()).digest()
     session = piper.load_voice(seed=int.from_bytes(digest[:4], "little"))
-    noise_scale, noise_w = (float(v) for v in speaker.variant.split("/"))
-    return lambda text: piper.synthesize(
-        text, float(speaker.rate), noise_scale, noise_w, float(speaker.pitch), voice=session
+    return lambda text, settings: _piper_say(text, settings, session)
+
+
+def _espeak_say(text: str, s: Speaker) -> np.ndarray:
+    pitch, pitch_range = (int(v) for v in s.pitch.split("/"))
+    return espeak.synthesize(text, f"{s.voice}+{s.variant}", pitch, int(s.rate), pitch_range)
+
+
+def _piper_say(text: str, s: Speaker, session: piper.PiperVoice) -> np.ndarray:
+    noise_scale, noise_w = (float(v) for v in s.variant.split("/"))
+    return piper.synthesize(
+        text, float(s.rate), noise_scale, noise_w, float(s.pitch), voice=session
     )
 
 
@@ -352,14 +394,17 @@ def eval_noise(seed: int, seconds: float) -> dict[str, np.ndarray]:
 def degrade(
     clip: np.ndarray, rel: str, config: SynthConfig, bank: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, str, float]:
-    """A val/test clip with noise mixed in, seeded by its file name: (audio, noise type, SNR)."""
+    """A val/test clip (any length) with noise mixed in, seeded by its name: (audio, noise, SNR).
+
+    `config` is any corpus config with the `eval_*` fields and `seed`.
+    """
     rng = rng_for(config.seed, "degrade", rel)
     if rng.random() < config.eval_clean_fraction:
         return clip, "clean", math.inf
     kind = str(rng.choice(config.eval_noise_types))
-    start = int(rng.integers(0, len(bank[kind]) - CLIP_SAMPLES + 1))
+    start = int(rng.integers(0, len(bank[kind]) - len(clip) + 1))
     snr = float(rng.uniform(*config.eval_snr_db))
-    mixed = mix_at_snr(clip, bank[kind][start : start + CLIP_SAMPLES], snr)
+    mixed = mix_at_snr(clip, bank[kind][start : start + len(clip)], snr)
     return mixed / max(1.0, np.abs(mixed).max() / 0.99), kind, snr
 
 
@@ -402,21 +447,24 @@ def _render(
     tasks = [(root, config, None)] + [(root, config, job) for job in jobs]
     rows: list[Row] = []
     with tqdm(total=config.n_clips, unit="clip", desc="synth corpus", disable=not progress) as bar:
-        for done in _map(tasks, workers):
+        for done in map_jobs(_task, tasks, workers):
             rows.extend(done)
             bar.update(len(done))
     return rows
 
 
-def _map(tasks: list[Task], workers: int) -> Iterator[list[Row]]:
-    """Spawned processes: fork after ONNX Runtime or espeak-ng state exists is not safe."""
+def map_jobs(fn: Callable[[T], list[R]], tasks: list[T], workers: int) -> Iterator[list[R]]:
+    """`fn` over `tasks` in completion order, on spawned processes (`fn` module-level).
+
+    Spawn, not fork: forking after ONNX Runtime or espeak-ng state exists is not safe.
+    """
     if workers <= 1:
-        yield from map(_task, tasks)
+        yield from map(fn, tasks)
         return
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap_unordered(_task, tasks)
+        yield from pool.imap_unordered(fn, tasks)
 
 
 def _write_index(
