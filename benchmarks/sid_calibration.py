@@ -158,9 +158,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="VoxCeleb1-layout folder (default: synthesized corpus)")
     parser.add_argument("--upstream", default="whisper-tiny.en")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="more only on an idle machine")
     parser.add_argument("--limit-speakers", type=int, help="only the first N speakers (sorted)")
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=100)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
@@ -191,19 +191,19 @@ def main() -> None:
         "mean_logmel_probe": (
             lambda: LinearProbe(mean, std, n_classes),
             mel,
-            (1e-3, 1e-2),
+            (3e-3, 1e-2, 3e-2),
             (0.0, 1e-4, 1e-3),
         ),
         "whisper_sid": (
             lambda: SIDHead(layers, hidden, n_classes),
             pooled,
-            (1e-3, 1e-2),
-            (0.0, 1e-4),
+            (3e-3, 1e-2, 3e-2),
+            (0.0, 1e-4, 1e-3),
         ),
     }
     for name, (make, data, lrs, decays) in runs.items():
         start = time.perf_counter()
-        model, picked = fit(make, data, lrs, decays, args.epochs, batch=64)
+        model, picked = fit(make, data, lrs, decays, args.epochs, batch=256)
         x, y = data["test"]
         with torch.no_grad():
             hits = model(x).argmax(-1) == y

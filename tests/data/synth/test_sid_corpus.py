@@ -18,7 +18,7 @@ from hib.errors import DataError
 TINY = SIDSynthConfig(
     speakers=4,
     utterances=(3, 2, 2),
-    videos=(1, 2),
+    videos=(2, 1, 1),
     piper_fraction=0.25,
     eval_clean_fraction=0.3,
     noise_seconds=8.0,
@@ -79,10 +79,13 @@ def test_identities_differ_beyond_one_setting(tiny_sid: Path) -> None:
     assert len(set(espeak)) == len(espeak)  # each espeak-ng speaker its own accent x variant
     jobs = plan(TINY)
     assert [j.folder for j in jobs] == [s["speaker"] for s in speakers]
-    for job in jobs:  # sessions: 1-2 videos, numbered from 00001 within each
-        videos = {t.video for t in job.takes}
-        assert 1 <= len(videos) <= 2 and all(len(v) == 11 for v in videos)
-        for video in videos:
+    for job in jobs:  # sessions: 2 in train, 1 each in validation and test, never shared
+        where = {}
+        for take in job.takes:
+            where.setdefault(take.video, set()).add(take.split)
+        assert all(len(splits) == 1 and len(v) == 11 for v, splits in where.items())
+        assert sorted(next(iter(s)) for s in where.values()) == ["test", "train", "train", "validation"]
+        for video in where:
             numbers = sorted(t.number for t in job.takes if t.video == video)
             assert numbers == list(range(1, len(numbers) + 1))
 
@@ -111,8 +114,8 @@ def test_same_config_same_bytes_cached_and_rebuilt_on_change(tiny_sid: Path, tmp
 
 
 def test_bad_config_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(DataError, match="1 <= low <= high"):
-        build_sid_corpus(tmp_path / "x", replace(TINY, videos=(0, 2)))
+    with pytest.raises(DataError, match="1 <= videos <= utterances"):
+        build_sid_corpus(tmp_path / "x", replace(TINY, videos=(2, 3, 1)))
     with pytest.raises(DataError, match="noise_seconds must exceed"):
         build_sid_corpus(tmp_path / "x", replace(TINY, noise_seconds=5.0))
     assert main(["data", "synth", "--task", "sid", "--holdout", "--out", str(tmp_path)]) == 2

@@ -29,12 +29,13 @@ import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import butter, sosfilt
+from scipy.signal import butter, fftconvolve, sosfilt
 
 from hib.data.audio import SAMPLE_RATE, write_wav
 from hib.data.synth import corpus, espeak, noise
@@ -58,37 +59,43 @@ class SIDSynthConfig:
     """What the corpus is made of; every field is part of the cache key."""
 
     speakers: int = 200
-    utterances: tuple[int, int, int] = (16, 4, 4)
+    utterances: tuple[int, int, int] = (20, 4, 4)
     """Per speaker, in SPLITS order (train, validation, test)."""
-    videos: tuple[int, int] = (2, 4)
-    """Sessions per speaker (drawn); each utterance belongs to one, in any split."""
+    videos: tuple[int, int, int] = (4, 1, 1)
+    """Sessions per speaker and split (train, validation, test): no session is in two splits,
+    so a test utterance is heard through a microphone and room its speaker never trained in."""
     seed: int = 0
-    piper_fraction: float = 0.15
+    piper_fraction: float = 0.1
     espeak_pitch: tuple[int, int] = (15, 85)
     espeak_rate: tuple[int, int] = (120, 200)
     espeak_range: tuple[int, int] = (10, 90)
     piper_length_scale: tuple[float, float] = (0.8, 1.3)
     piper_noise_scale: tuple[float, float] = (0.3, 0.9)
     piper_noise_w_scale: tuple[float, float] = (0.4, 1.0)
-    piper_semitones: tuple[float, float] = (-4.0, 4.0)
+    piper_semitones: tuple[float, float] = (-5.0, 5.0)
     accents: tuple[str, ...] = espeak.ACCENTS
     variants: tuple[str, ...] = field(default_factory=lambda: tuple(espeak.variants()))
-    delivery_pitch: tuple[int, float] = (4, 0.3)
+    delivery_pitch: tuple[int, float] = (6, 0.5)
     """Per-utterance pitch jitter, +-: espeak-ng pitch units (0-100), Piper semitones."""
-    delivery_rate: float = 0.08
+    delivery_rate: float = 0.1
     """Per-utterance rate jitter, +- this fraction of the speaker's rate (both engines)."""
     highpass_hz: tuple[float, float] = (50.0, 250.0)
     lowpass_hz: tuple[float, float] = (3400.0, 7800.0)
     resonance_hz: tuple[float, float] = (300.0, 4000.0)
     resonance_db: tuple[float, float] = (-8.0, 8.0)
-    """Each session's channel: a band limit and one peaking filter (log-uniform centre)."""
+    tilt_db: tuple[float, float] = (-6.0, 6.0)
+    """Each session's channel: a band limit, a high shelf at 1 kHz (the tilt) and one peaking
+    filter (log-uniform centre)."""
+    rt60_s: tuple[float, float] = (0.1, 0.5)
+    direct_to_reverb_db: tuple[float, float] = (3.0, 15.0)
+    """Each session's room: reverberation time and the direct sound's energy over the tail's."""
     min_words: tuple[int, int] = (4, 10)
     max_words: int = 16
     seconds: tuple[float, float] = (2.0, 6.0)
     silence_s: tuple[float, float] = (0.1, 0.3)
-    level_dbfs: tuple[float, float] = (-30.0, -15.0)
+    level_dbfs: tuple[float, float] = (-40.0, -10.0)
     eval_clean_fraction: float = 0.5
-    eval_snr_db: tuple[float, float] = (5.0, 20.0)
+    eval_snr_db: tuple[float, float] = (10.0, 25.0)
     eval_noise_types: tuple[str, ...] = noise.NOISE_TYPES
     noise_seconds: float = 30.0
 
@@ -153,8 +160,8 @@ def build_sid_corpus(
 def _check_config(config: SIDSynthConfig) -> None:
     if config.speakers < 2 or any(n < 1 for n in config.utterances):
         raise DataError("SIDSynthConfig needs 2+ speakers and 1+ utterances per split")
-    if not 1 <= config.videos[0] <= config.videos[1]:
-        raise DataError("videos must be (low, high) with 1 <= low <= high")
+    if any(not 1 <= v <= n for v, n in zip(config.videos, config.utterances, strict=True)):
+        raise DataError("every split needs 1 <= videos <= utterances per speaker")
     if set(config.eval_noise_types) - set(noise.NOISE_TYPES) or not config.eval_noise_types:
         raise DataError(f"eval_noise_types must be some of {noise.NOISE_TYPES}")
     if config.noise_seconds < config.seconds[1] + 1:
@@ -183,23 +190,24 @@ def _identity(s: Speaker) -> tuple[str, ...]:
 
 
 def _takes(config: SIDSynthConfig, folder: str) -> tuple[Take, ...]:
+    """Each split's utterances spread over that split's own sessions, in a shuffled order."""
     rng = rng_for(config.seed, "takes", folder)
-    total = sum(config.utterances)
-    n_videos = int(rng.integers(config.videos[0], config.videos[1], endpoint=True))
-    videos = [_video_id(config.seed, folder, v) for v in range(n_videos)]
-    session = rng.permutation(np.arange(total) % n_videos)
-    split = rng.permutation(np.repeat(np.arange(len(SPLITS)), config.utterances))
-    counts: Counter[int] = Counter()
+    slots: list[tuple[str, str]] = []  # (video, split) per utterance
+    for split, count, n_videos in zip(SPLITS, config.utterances, config.videos, strict=True):
+        videos = [_video_id(config.seed, folder, split, v) for v in range(n_videos)]
+        slots.extend((videos[v], split) for v in rng.permutation(np.arange(count) % n_videos))
+    counts: Counter[str] = Counter()
     takes = []
-    for v, s in zip(session, split, strict=True):
-        counts[v] += 1
-        takes.append(Take(videos[v], counts[v], SPLITS[s]))
+    for i in rng.permutation(len(slots)):
+        video, split = slots[i]
+        counts[video] += 1
+        takes.append(Take(video, counts[video], split))
     return tuple(takes)
 
 
-def _video_id(seed: int, folder: str, index: int) -> str:
+def _video_id(seed: int, folder: str, split: str, index: int) -> str:
     """11 URL-safe characters, like a YouTube id."""
-    digest = hashlib.sha1(f"{seed}/{folder}/{index}".encode()).digest()
+    digest = hashlib.sha1(f"{seed}/{folder}/{split}/{index}".encode()).digest()
     return base64.urlsafe_b64encode(digest).decode()[:11]
 
 
@@ -217,25 +225,47 @@ def _delivery(speaker: Speaker, rng: np.random.Generator, config: SIDSynthConfig
     return dataclasses.replace(speaker, pitch=f"{semitones:+.3f}", rate=f"{length:.3f}")
 
 
-def _channel(config: SIDSynthConfig, folder: str, video: str) -> np.ndarray:
-    """A session's microphone and room as second-order sections: band limit plus resonance."""
+def _session(config: SIDSynthConfig, folder: str, video: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A session's microphone and room: band limit, tilt, one resonance, then reverberation."""
     rng = rng_for(config.seed, "channel", folder, video)
-    low = rng.uniform(*config.highpass_hz)
-    high = rng.uniform(*config.lowpass_hz)
+    band = butter(
+        2,
+        [rng.uniform(*config.highpass_hz), rng.uniform(*config.lowpass_hz)],
+        btype="band",
+        fs=SAMPLE_RATE,
+        output="sos",
+    )
+    tilt = _biquad("shelf", 1000.0, rng.uniform(*config.tilt_db), 0.707)
     centre = math.exp(rng.uniform(*np.log(config.resonance_hz)))
-    gain_db = rng.uniform(*config.resonance_db)
-    band = butter(2, [low, high], btype="band", fs=SAMPLE_RATE, output="sos")
-    return np.vstack([band, _peaking(centre, gain_db, q=rng.uniform(0.7, 2.0))])
+    peak = _biquad("peak", centre, rng.uniform(*config.resonance_db), rng.uniform(0.7, 2.0))
+    sos = np.vstack([band, tilt, peak])
+    room = _room(rng, rng.uniform(*config.rt60_s), rng.uniform(*config.direct_to_reverb_db))
+    return lambda x: fftconvolve(sosfilt(sos, x), room)[: len(x)].astype(np.float32)
 
 
-def _peaking(centre: float, gain_db: float, q: float) -> np.ndarray:
-    """One peaking-EQ biquad (the audio EQ cookbook's), as a second-order section."""
+def _biquad(kind: str, freq: float, gain_db: float, q: float) -> np.ndarray:
+    """A peaking or high-shelf biquad (the audio EQ cookbook's) as one second-order section."""
     a = 10 ** (gain_db / 40)
-    w = 2 * math.pi * centre / SAMPLE_RATE
-    alpha = math.sin(w) / (2 * q)
-    b = [1 + alpha * a, -2 * math.cos(w), 1 - alpha * a]
-    den = [1 + alpha / a, -2 * math.cos(w), 1 - alpha / a]
+    w = 2 * math.pi * freq / SAMPLE_RATE
+    cos, alpha = math.cos(w), math.sin(w) / (2 * q)
+    if kind == "peak":
+        b = [1 + alpha * a, -2 * cos, 1 - alpha * a]
+        den = [1 + alpha / a, -2 * cos, 1 - alpha / a]
+    else:
+        root = 2 * math.sqrt(a) * alpha
+        b = [a * ((a + 1) + (a - 1) * cos + root), -2 * a * ((a - 1) + (a + 1) * cos)]
+        b.append(a * ((a + 1) + (a - 1) * cos - root))
+        den = [(a + 1) - (a - 1) * cos + root, 2 * ((a - 1) - (a + 1) * cos)]
+        den.append((a + 1) - (a - 1) * cos - root)
     return np.array([[*(x / den[0] for x in b), *(x / den[0] for x in den)]])
+
+
+def _room(rng: np.random.Generator, rt60: float, drr_db: float) -> np.ndarray:
+    """An impulse response: the direct sound, then a noise tail decaying 60 dB in `rt60` s."""
+    t = np.arange(1, int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
+    tail = rng.standard_normal(len(t)) * np.exp(-6.908 * t / rt60)
+    tail *= math.sqrt(10 ** (-drr_db / 10) / np.sum(tail**2))
+    return np.concatenate([[1.0], tail])
 
 
 def render_job(root: Path, config: SIDSynthConfig, job: Job) -> list[Row]:
@@ -243,7 +273,7 @@ def render_job(root: Path, config: SIDSynthConfig, job: Job) -> list[Row]:
     # the noise bank synthesizes babble, so it must exist before the speaker's engine is reset
     bank = corpus.eval_noise(config.seed, config.noise_seconds)
     say = corpus.engine_for(job.speaker, config.seed)
-    channels = {t.video: _channel(config, job.folder, t.video) for t in job.takes}
+    sessions = {t.video: _session(config, job.folder, t.video) for t in job.takes}
     rows = []
     for take in job.takes:
         rel = f"{job.folder}/{take.name}"
@@ -251,7 +281,7 @@ def render_job(root: Path, config: SIDSynthConfig, job: Job) -> list[Row]:
         text, audio = speak_sentence(
             lambda t, s=settings: say(t, s), rng_for(config.seed, "text", rel), config
         )
-        audio = sosfilt(channels[take.video], audio).astype(np.float32)
+        audio = sessions[take.video](audio)
         kind, snr = "clean", math.inf
         if take.split != "train":
             audio, kind, snr = corpus.degrade(audio, rel, config, bank)
