@@ -4,16 +4,20 @@ Speakers: every synthesis identity is one speaker folder `id1NNNN` (ids shuffled
 not give the engine away). espeak-ng speakers each have their own accent x variant pair (the
 variant sets formants, voice quality and base pitch) plus pitch, range and rate; Piper
 speakers (the one `joe` voice) differ by pitch+formant shift and speaking rate together, and
-by their noise scales. So two speakers never differ by one setting alone that a single frame
-shows; many differ mostly in what only time shows (rate, intonation range, accent).
+by their noise scales. So speakers that share what a single frame shows (variant, pitch)
+still differ in what only time shows: accent, rate, intonation range, Piper's variability.
 
 Deliveries and sessions: a person never says two sentences alike, so each utterance jitters
-the speaker's pitch and rate a little; each speaker records 2-4 "videos", each with its own
-microphone and room (a band limit and a peaking resonance), as VoxCeleb's YouTube sessions do.
+the speaker's pitch and rate a little; each speaker records several "videos", each with its own
+microphone and room (band limit, spectral tilt, one resonance, reverberation), as VoxCeleb's
+YouTube sessions do.
 
 Splits: SUPERB's SID protocol: every speaker in every split, different utterances in each
-(`iden_split.txt` codes 1/2/3). Training utterances are clean; a share of validation and test
-ones carries the held-out evaluation noise of the keyword corpus (`corpus.eval_noise`).
+(`iden_split.txt` codes 1/2/3). No session is in two splits (4 train, 1 validation, 1 test
+per speaker by default), so the channel is a nuisance to generalise over, not a cue: with
+sessions shared across splits, a linear probe on the mean log-mel spectrum matched Whisper on
+clean test speech (docs/sid_ic.md). Training utterances are clean; a share of validation and
+test ones carries the held-out evaluation noise of the keyword corpus (`corpus.eval_noise`).
 
 Every draw comes from `rng_for(seed, what, which)`, so bytes do not depend on worker count.
 """
