@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from hib.downstream import KSModel
+from hib.downstream import UtteranceClassifier
 from hib.upstream import load_upstream
 
 
@@ -26,7 +26,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, clips: int) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
 
 
-def model_and_clips(args: argparse.Namespace) -> tuple[KSModel, Dataset, str]:
+def model_and_clips(args: argparse.Namespace) -> tuple[UtteranceClassifier, Dataset, str]:
     """(model, clips, a description for the JSON output)."""
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -37,7 +37,7 @@ def model_and_clips(args: argparse.Namespace) -> tuple[KSModel, Dataset, str]:
         test = run.split("test")
         return run.model, test.subset(range(min(args.clips, len(test)))), f"run {args.run}"
     torch.manual_seed(0)
-    model = KSModel.build(load_upstream(args.upstream), n_classes=12).eval()
+    model = UtteranceClassifier.build(load_upstream(args.upstream), n_classes=12).eval()
     generator = torch.Generator().manual_seed(0)
     waves = 0.1 * torch.randn(args.clips, 16000, generator=generator)
     labels = torch.randint(0, 12, (args.clips,), generator=generator)

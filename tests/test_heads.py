@@ -97,10 +97,10 @@ def test_mean_fill_needs_stats():
 
 
 def _with_stats(upstream, n_classes: int = 12):
-    from hib.downstream import KSModel
+    from hib.downstream import UtteranceClassifier
 
     torch.manual_seed(0)
-    model = KSModel.build(upstream, n_classes).eval()
+    model = UtteranceClassifier.build(upstream, n_classes).eval()
     waves = 0.1 * torch.randn(8, 16000)
     model.head_stats = model.heads().fit_stats(iter([waves]), max_clips=8)
     return model

@@ -58,7 +58,7 @@ def test_refit_lowers_the_pruned_models_training_loss(run_dir, precision):
     mask[0, :3] = mask[1, 1:] = False
     train_set = run.split("train")
     head_before = {k: v.clone() for k, v in run.model.head.state_dict().items()}
-    refit = refit_head(run.model, mask, train_set, [], run.config)
+    refit = refit_head(run.task, run.model, mask, train_set, precision=precision)
     waves = torch.stack([train_set[i][0] for i in range(len(train_set))])
     labels = torch.tensor(train_set.labels)
     weights = 1.0 / torch.bincount(labels, minlength=12).clamp(min=1).float()
@@ -90,7 +90,7 @@ def test_export_reloads_as_pruned_with_the_same_accuracy(run_dir, tmp_path):
     assert [b.num_heads for b in pruned.heads().blocks] != [4, 4]
     assert len(pruned.heads()) == 4
     test = run.split("test")
-    masked = run.pruned_accuracy("random", 0.5, test)
+    masked = run.pruned_result("random", 0.5, test)
     assert evaluate(pruned, test).accuracy == pytest.approx(masked["accuracy"])
     waves = torch.stack([test[i][0] for i in range(4)])
     with torch.no_grad(), run.model.heads().masked(run.mask_for("random", 0.5)):
@@ -104,13 +104,13 @@ def test_unpruned_evaluation_reproduces_the_trained_accuracy(run_dir):
     recorded = json.loads((run_dir / "results.json").read_text())["accuracy"]
     assert run.evaluate(run.split("test")).accuracy == recorded
     everything = torch.zeros(run.model.heads().shape, dtype=torch.bool)
-    assert run.test_accuracy(everything) == run.evaluate(run.split("test"), everything).accuracy
+    assert run.test_metric(everything) == run.evaluate(run.split("test"), everything).accuracy
 
 
 def test_eval_with_a_methods_pruning(run_dir, capsys):
     run = Run(run_dir, progress=False)
     run.score("random", clips=16)
-    expected = run.pruned_accuracy("random", 0.5, run.split("test"))
+    expected = run.pruned_result("random", 0.5, run.split("test"))
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--method", "random", "--ratio", "0.5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == expected

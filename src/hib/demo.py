@@ -65,7 +65,7 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         if not (out / "scores" / f"{name}.safetensors").is_file():
             run.score(name, clips=plan.score_clips)
         # 5 % steps (method.md); the comparison's 10 % grid is a subset, so its sweeps of the
-        # same masks (random's seeds, ...) are memoised by Run.test_accuracy, not re-run
+        # same masks (random's seeds, ...) are memoised by Run.test_metric, not re-run
         run.prune(name, parse_ratios("0:1:0.05"), refit_ratios=REFIT_RATIOS)
         timings[name] = time.perf_counter() - t
     t = _step("held-out voices: does the pruned model generalise?")

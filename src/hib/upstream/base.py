@@ -87,6 +87,10 @@ class Upstream(nn.Module):
         """What follows the last layer before it is reported (identity unless overridden)."""
         return hidden
 
+    def output_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Positions (B,) a clip of `lengths` samples fills, for pooling over padded batches."""
+        raise NotImplementedError(f"{self.name}: no frame count for padded clips")
+
     def layer_inputs(self, waveforms: torch.Tensor) -> list[torch.Tensor]:
         """The n_layers + 1 raw states: each layer's input, then the last layer's output."""
         return self.run_layers([self.embed(waveforms)])

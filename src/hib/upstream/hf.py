@@ -117,6 +117,9 @@ class HFUpstream(Upstream):
         """Pre-LN encoders ("large" models) norm after the last layer; post-LN ones, first."""
         return bool(getattr(self.model.config, "do_stable_layer_norm", False))
 
+    def output_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model._get_feat_extract_output_lengths(lengths).long()
+
     def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
         """CNN stem, feature projection and convolutional positions, as the model's own forward."""
         if self.normalize:  # as Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm, per clip

@@ -102,6 +102,10 @@ class WhisperEncoderUpstream(Upstream):
             raise UpstreamError(f"{self.name}: {seconds:.1f} s input is longer than Whisper's 30 s")
         return x + positions[: x.shape[1]]
 
+    def output_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """N samples -> N // 160 log-mel frames -> ceil(frames / 2) after the stride-2 conv."""
+        return (lengths // self.logmel.hop_length + 1) // 2
+
     def run_layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
         return self.encoder.layers[index](hidden, None)
 

@@ -44,6 +44,12 @@ END = "<|endoftext|>"
 IGNORE = -100
 
 
+def token_budget(seconds: float) -> int:
+    """Tokens a transcript of `seconds` of speech can need: 16 + 8 per second (fast read
+    English is ~3-4 tokens per second), at most Whisper's 224 per window."""
+    return min(224, 16 + int(8 * seconds + 0.999))
+
+
 def target_text(text: str) -> str:
     """The reference as Whisper would write it: all-caps text sentence-cased, with a lead space."""
     text = " ".join(text.split())
@@ -83,25 +89,57 @@ class WhisperASR(nn.Module):
             raise UpstreamError(f"Whisper tokenizer has no {token}")
         return index
 
-    def encode(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, N) zero-padded 16 kHz waveforms -> encoder output (B, T, D), per `context`."""
+    def prepare(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, N) zero-padded 16 kHz waveforms -> what the encoder reads, per `context`."""
         if int(lengths.max()) > WINDOW_SAMPLES:
             seconds = int(lengths.max()) / WINDOW_SAMPLES * 30
             raise UpstreamError(f"{seconds:.1f} s input is longer than Whisper's 30 s window")
         n = WINDOW_SAMPLES if self.context == "30s" else int(lengths.max())
-        waves = F.pad(waves[:, :n], (0, max(0, n - waves.shape[1])))
-        return self.upstream(waves).hidden_states[-1]
+        return F.pad(waves[:, :n], (0, max(0, n - waves.shape[1])))
+
+    def encode(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, N) zero-padded 16 kHz waveforms -> encoder output (B, T, D), per `context`."""
+        return self.upstream(self.prepare(waves, lengths)).hidden_states[-1]
+
+    def outputs(
+        self, encoded: torch.Tensor, texts: Sequence[str], lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Teacher-forced token logits (B, T, vocab) for the reference transcripts."""
+        inputs, _ = self._teacher_forcing(texts)
+        return self.model(
+            encoder_outputs=(encoded,), decoder_input_ids=inputs, use_cache=False
+        ).logits
+
+    def loss_of(
+        self,
+        logits: torch.Tensor,
+        texts: Sequence[str],
+        lengths: torch.Tensor | None = None,
+        reduction: str = "mean",
+    ) -> torch.Tensor:
+        """Cross-entropy per transcript (mean over its target tokens: the text, then
+        <|endoftext|>), averaged ("mean") or added ("sum") over the batch."""
+        _, labels = self._teacher_forcing(texts)
+        tokens = F.cross_entropy(
+            logits.transpose(1, 2).float(), labels, ignore_index=IGNORE, reduction="none"
+        )
+        per_text = tokens.sum(1) / (labels != IGNORE).sum(1).clamp(min=1)
+        return per_text.sum() if reduction == "sum" else per_text.mean()
+
+    def reference_probability(
+        self, logits: torch.Tensor, texts: Sequence[str], lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean probability of each transcript's target tokens, summed over the batch."""
+        _, labels = self._teacher_forcing(texts)
+        scored = labels != IGNORE
+        probs = logits.float().softmax(-1).gather(2, labels.clamp(min=0)[..., None])[..., 0]
+        return ((probs * scored).sum(1) / scored.sum(1).clamp(min=1)).sum()
 
     def loss(
         self, waves: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]
     ) -> torch.Tensor:
-        """Mean cross-entropy over every target token (the text, then <|endoftext|>)."""
-        inputs, labels = self._teacher_forcing(texts)
-        encoded = self.encode(waves, lengths)
-        logits = self.model(
-            encoder_outputs=(encoded,), decoder_input_ids=inputs, use_cache=False
-        ).logits
-        return F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE)
+        """Mean over the transcripts of the cross-entropy per target token."""
+        return self.loss_of(self.outputs(self.encode(waves, lengths), texts), texts)
 
     def _teacher_forcing(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder inputs (prompt + text) and labels (text + end), padded; prompt not scored."""
@@ -121,22 +159,32 @@ class WhisperASR(nn.Module):
             labels[row, start : start + len(ids) + 1] = torch.tensor([*ids, self.end])
         return inputs, labels
 
-    def _decode(self, encoded: torch.Tensor, ids: torch.Tensor, cache=None):
+    def _step(self, encoded: torch.Tensor, ids: torch.Tensor, cache=None):
         return self.model(encoder_outputs=(encoded,), decoder_input_ids=ids, cache=cache)
 
     @torch.no_grad()
     def transcribe(
-        self, waves: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int = 128
+        self, waves: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int | None = None
     ) -> list[str]:
         """Batched greedy decoding with the decoder's KV cache; stops at <|endoftext|>."""
-        encoded = self.encode(waves, lengths)
+        return self.decode(self.encode(waves, lengths), lengths, max_new_tokens)
+
+    @torch.no_grad()
+    def decode(
+        self, encoded: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int | None = None
+    ) -> list[str]:
+        """Greedy text from encoder outputs. `max_new_tokens` defaults to a budget from the
+        longest clip's duration (`token_budget`), so a decoder that loops (a heavily pruned
+        encoder) stops where no real transcript of that audio could still be going."""
+        if max_new_tokens is None:
+            max_new_tokens = token_budget(float(lengths.max()) / 16000)
         batch = encoded.shape[0]
         ids = torch.tensor([self.prompt] * batch)
         finished = torch.zeros(batch, dtype=torch.bool)
         written: list[torch.Tensor] = []
         cache = None
         for step in range(max_new_tokens):
-            out = self._decode(encoded, ids, cache)
+            out = self._step(encoded, ids, cache)
             logits = out.logits[:, -1].float()
             logits[:, self.suppress] = -torch.inf
             if step == 0:
