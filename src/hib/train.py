@@ -1,4 +1,4 @@
-"""Train a task's downstream head (optionally fine-tuning the upstream); keep the best on validation.
+"""Train a task's downstream head (optionally fine-tuning the upstream); keep the best one.
 
 Every random draw is seeded from (config.seed, epoch), so a resumed run continues exactly as
 an uninterrupted one would have.
