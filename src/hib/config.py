@@ -48,10 +48,22 @@ class DownstreamConfig:
     proj_dim: int = 256
 
 
+HEAD_SCOPES = ("encoder", "decoder", "all")
+
+
 @dataclass
 class HeadsConfig:
     stats_clips: int = 1000  # training clips for each head's context mean/std (Welford)
     fill: str = "mean"  # what a removed head passes on: its training mean, or "zero"
+    # which heads: the encoder's self-attention; or (asr, Whisper) the decoder's self- and
+    # cross-attention heads, or both (docs/asr.md "Decoder heads")
+    scope: str = "encoder"
+
+    def __post_init__(self) -> None:
+        if self.scope not in HEAD_SCOPES:
+            raise ConfigError(
+                f"config key 'heads.scope': {self.scope!r} is not one of {', '.join(HEAD_SCOPES)}"
+            )
 
 
 @dataclass

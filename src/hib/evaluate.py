@@ -57,10 +57,12 @@ def predict(
 
     `mask` (L, H) keep-mask: removed heads pass `fill`. Under another head hook (inside
     `Heads.gated` etc.) the mask is a hook too and nothing is cached: the features are not the
-    unmasked ones then.
+    unmasked ones then. The same for heads outside the upstream (decoder scope), which the
+    physically pruned upstream copy does not reach.
     """
     model.eval()
-    if has_context_hooks(model.upstream):
+    if has_context_hooks(model.upstream) or model.head_source() is not model.upstream:
+        # under other hooks, or heads beyond the upstream (decoder): masks as hooks, no cache
         masking = model.heads().masked(mask, fill) if mask is not None else nullcontext()
         with masking:
             return _predict(model, _layer0_batches(model, dataset, batch_size), progress, precision)

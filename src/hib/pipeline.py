@@ -271,6 +271,11 @@ class Run:
 
     def export(self, name: str, ratio: float, out: Path, refit: bool = False) -> Path:
         """Write a physically pruned copy of the model (optionally with a re-fitted head)."""
+        if self.model.head_source() is not self.model.upstream:
+            raise HibError(
+                f"export prunes upstream heads only; heads.scope={self.config.heads.scope} "
+                "reaches the decoder (score, prune and eval work there; export does not yet)"
+            )
         mask = self.mask_for(name, ratio)
         model = self.model
         if refit:

@@ -98,8 +98,9 @@ def train_epoch(
 def fit_head_stats(task: Task, model: TaskModel, train_set: Dataset) -> None:
     """Set each head's context mean/std over training clips (augmented as in training)."""
     model.eval()
-    batches = (batch.waves for batch in task.stats_batches(train_set, model))
-    model.head_stats = model.heads().fit_stats(batches, task.config.heads.stats_clips)
+    batches = task.stats_batches(train_set, model)
+    clips = task.config.heads.stats_clips
+    model.head_stats = model.heads().fit_stats(batches, clips, forward=model.stats_forward)
 
 
 def _loaded_splits(task: Task, progress: bool) -> Splits:

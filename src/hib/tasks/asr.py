@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from hib.data.corpora import asr_corpus
 from hib.data.librispeech import ASRDataset, collate_asr, load_librispeech
 from hib.data.synth.asr_corpus import SPLITS
-from hib.errors import DataError
+from hib.errors import ConfigError, DataError
 from hib.tasks.base import Batch, EvalResult, Metric, Splits, Task, TaskModel, register_task
 from hib.tasks.ks import limit
 from hib.tasks.wer import corpus_wer
@@ -39,8 +39,20 @@ class Recognizer(TaskModel):
     eval_batch_size = 8  # 30 s windows: 1500 positions per clip
     fit_batch_size = 8
 
-    def __init__(self, recognizer: torch.nn.Module):
+    def __init__(self, recognizer: torch.nn.Module, scope: str = "encoder"):
         super().__init__(recognizer.upstream, recognizer)
+        if scope != "encoder" and not hasattr(recognizer, "head_source"):
+            raise ConfigError(f"config key 'heads.scope': {scope!r} needs Whisper (a decoder)")
+        self.scope = scope
+
+    def head_source(self) -> Any:
+        return self.upstream if self.scope == "encoder" else self.head.head_source(self.scope)
+
+    def stats_forward(self, batch: Batch) -> None:
+        """Encoder on the batch, teacher-forced decoder per transcript (no padding tokens)."""
+        if self.scope == "encoder":
+            return super().stats_forward(batch)
+        self.head.stats_forward((batch.waves, batch.lengths, batch.targets))
 
     def collate(self, items: Sequence[tuple[torch.Tensor, str]]) -> Batch:
         waves, lengths, texts = collate_asr(items)
@@ -132,7 +144,7 @@ class SpeechRecognition(Task):
         return load_librispeech(root, self._folders().get(split, split))
 
     def build_model(self) -> Recognizer:
-        return Recognizer(load_recognizer(self.config.upstream.name))
+        return Recognizer(load_recognizer(self.config.upstream.name), self.config.heads.scope)
 
     def train_batches(
         self, train_set: Dataset, model: TaskModel, epoch: int, clips: int | None = None

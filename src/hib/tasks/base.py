@@ -116,9 +116,18 @@ class TaskModel(nn.Module):
         self.head = head
         self.head_stats: HeadStats | None = None  # context mean/std per head, set after training
 
+    def head_source(self) -> Any:
+        """What holds the heads methods score: the upstream, unless the task reaches more
+        (Whisper's decoder heads: `heads.scope`)."""
+        return self.upstream
+
     def heads(self) -> Heads:
-        """The upstream's heads, with this model's statistics (for mean fill and HIB)."""
-        return Heads(self.upstream, self.head_stats)
+        """The scored heads, with this model's statistics (for mean fill and HIB)."""
+        return Heads(self.head_source(), self.head_stats)
+
+    def stats_forward(self, batch: Batch) -> None:
+        """The forward whose head contexts give the statistics (`Heads.fit_stats`)."""
+        self.upstream(batch.waves)
 
     def replaced(self, **modules: nn.Module) -> TaskModel:
         """A shallow copy sharing everything but the named submodules (`upstream=`, `head=`)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -154,3 +155,14 @@ def _recorded_attentions(modules: list[nn.Module]) -> Iterator[list[torch.Tensor
     finally:
         for handle in handles:
             handle.remove()
+
+
+def mark_unpruned(source: Any) -> None:
+    """Give a head source seen for the first time its `kept_heads` and `head_grid` (nothing pruned).
+
+    `hib.heads.Heads` stores both on its source; physical pruning then updates them.
+    """
+    if not hasattr(source, "kept_heads"):
+        blocks = source.attention_blocks()
+        source.kept_heads = [list(range(b.num_heads)) for b in blocks]
+        source.head_grid = (len(blocks), max(b.num_heads for b in blocks))

@@ -269,7 +269,16 @@ def convert_tiny_en(cache_dir: str | Path | None = None) -> Path:
 
 
 def load_whisper_model(cache_dir: str | Path | None = None) -> WhisperForConditionalGeneration:
-    """The full converted tiny.en (encoder + decoder), eager attention, in eval mode."""
+    """The full converted tiny.en (encoder + decoder), eager attention, in eval mode.
+
+    `generation_config.alignment_heads` ([decoder layer, cross-attention head] pairs, what
+    token timestamps read) comes from the packaged model's config.json.
+    """
     folder = convert_tiny_en(cache_dir)
     model = WhisperForConditionalGeneration.from_pretrained(folder, attn_implementation="eager")
+    meta_file = _packaged_model_dir() / "config.json"
+    heads = json.loads(meta_file.read_text()).get("alignment_heads")
+    if heads is None:
+        raise UpstreamError(f"{meta_file}: no alignment_heads")
+    model.generation_config.alignment_heads = heads
     return model.eval()

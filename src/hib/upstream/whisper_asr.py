@@ -11,6 +11,9 @@ Input length (`context`):
   spotting does): cheaper, but off the training distribution. docs/asr.md has the measured
   WER and cost of both.
 
+Heads (`head_source(scope)`): "encoder" is `upstream`; "decoder" and "all" add the decoder's
+self- and cross-attention heads (hib.upstream.whisper_heads; docs/asr.md, "Decoder heads").
+
 Targets: LibriSpeech transcripts are upper case without punctuation, which Whisper never
 writes; such a reference is sentence-cased before tokenizing, so the teacher-forced loss asks
 for text in Whisper's own style (WER is computed after normalisation either way).
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from tokenizers import Tokenizer
@@ -29,12 +32,17 @@ from torch.nn import functional as F
 from transformers import WhisperForConditionalGeneration
 
 from hib.errors import UpstreamError
+from hib.upstream.base import mark_unpruned
 from hib.upstream.whisper import (
     TINY_EN,
     WhisperEncoderUpstream,
     _packaged_model_dir,
     load_whisper_model,
 )
+from hib.upstream.whisper_heads import DecoderHeads, JoinedHeads
+
+Scope = Literal["encoder", "decoder", "all"]
+SCOPES: tuple[str, ...] = ("encoder", "decoder", "all")
 
 Context = Literal["30s", "short"]
 CONTEXTS: tuple[str, ...] = ("30s", "short")
@@ -73,6 +81,9 @@ class WhisperASR(nn.Module):
             raise UpstreamError(f"context must be one of {CONTEXTS}, not {context!r}")
         self.model = model.requires_grad_(False).eval()
         self.upstream = WhisperEncoderUpstream(model.model.encoder, name)
+        decoder = DecoderHeads(model.model.decoder, f"{name} decoder")
+        joined = JoinedHeads([self.upstream, decoder], f"{name} encoder+decoder")
+        self._head_sources = {"encoder": self.upstream, "decoder": decoder, "all": joined}
         self.tokenizer = tokenizer
         self.context = context
         self.prompt = [self._token(t) for t in PROMPT]
@@ -88,6 +99,29 @@ class WhisperASR(nn.Module):
         if index is None:
             raise UpstreamError(f"Whisper tokenizer has no {token}")
         return index
+
+    def head_source(self, scope: Scope) -> Any:
+        """What `hib.heads.Heads` takes for `scope`: the same object on every call."""
+        if scope not in SCOPES:
+            raise UpstreamError(f"unknown heads scope {scope!r} (choose from {', '.join(SCOPES)})")
+        return self._head_sources[scope]
+
+    def row_names(self, scope: Scope) -> list[str]:
+        """One label per row of the scope's head grid: "enc.L0", "dec.L0.self", "dec.L0.cross"."""
+        self.head_source(scope)  # refuses an unknown scope
+        encoder = [f"enc.L{i}" for i in range(len(self.model.model.encoder.layers))]
+        decoder = [
+            f"dec.L{i}.{kind}"
+            for i in range(len(self.model.model.decoder.layers))
+            for kind in ("self", "cross")
+        ]
+        return {"encoder": encoder, "decoder": decoder, "all": encoder + decoder}[scope]
+
+    def kept_cross_heads(self) -> list[list[int]]:
+        """Per decoder layer, the original cross-attention heads it still has (alignment heads)."""
+        source = self._head_sources["decoder"]
+        mark_unpruned(source)
+        return [list(kept) for kept in source.kept_heads[1::2]]
 
     def prepare(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, N) zero-padded 16 kHz waveforms -> what the encoder reads, per `context`."""
@@ -105,10 +139,7 @@ class WhisperASR(nn.Module):
         self, encoded: torch.Tensor, texts: Sequence[str], lengths: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Teacher-forced token logits (B, T, vocab) for the reference transcripts."""
-        inputs, _ = self._teacher_forcing(texts)
-        return self.model(
-            encoder_outputs=(encoded,), decoder_input_ids=inputs, use_cache=False
-        ).logits
+        return self._forced(encoded, self._teacher_forcing(texts)[0])
 
     def loss_of(
         self,
@@ -140,6 +171,29 @@ class WhisperASR(nn.Module):
     ) -> torch.Tensor:
         """Mean over the transcripts of the cross-entropy per target token."""
         return self.loss_of(self.outputs(self.encode(waves, lengths), texts), texts)
+
+    def teacher_forced(
+        self, waves: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder logits (B, S, vocab) on prompt + text, and the labels `loss` scores them by."""
+        inputs, labels = self._teacher_forcing(texts)
+        return self._forced(self.encode(waves, lengths), inputs), labels
+
+    def _forced(self, encoded: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(
+            encoder_outputs=(encoded,), decoder_input_ids=inputs, use_cache=False
+        ).logits
+
+    def stats_forward(self, batch: tuple[torch.Tensor, torch.Tensor, Sequence[str]]) -> None:
+        """A (waves, lengths, texts) batch for `Heads.fit_stats(..., forward=...)`, any scope.
+
+        The encoder runs on the batch, the teacher-forced decoder on each transcript alone, so
+        no padding token enters the decoder heads' statistics.
+        """
+        waves, lengths, texts = batch
+        encoded = self.encode(waves, lengths)
+        for row, text in enumerate(texts):
+            self._forced(encoded[row : row + 1], self._teacher_forcing([text])[0])
 
     def _teacher_forcing(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder inputs (prompt + text) and labels (text + end), padded; prompt not scored."""
