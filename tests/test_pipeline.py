@@ -188,3 +188,66 @@ def test_report_names_a_lower_evaluation_precision(run_dir, tmp_path):
     assert "evaluation forwards in" not in write_report(copy).read_text()
     update_results(copy, {"precision": "bfloat16", "accuracy_float32": 0.5})
     assert "evaluation forwards in bfloat16; float32: 50.0 %" in write_report(copy).read_text()
+
+
+# Figures of this tiny run computed before KS moved onto the Task interface (commit ebebfb7):
+# the refactor must leave the trained model and every method's scores unchanged.
+PINNED = {
+    "accuracy": 0.0714285746216774,
+    "taylor": [
+        [
+            1.9519773559295572e-05,
+            3.555490548023954e-05,
+            2.7219317416893318e-05,
+            2.7123965992359444e-05,
+        ],
+        [
+            1.8568640371086076e-05,
+            1.0928435585810803e-05,
+            1.4238732546800748e-05,
+            1.0056562132376712e-05,
+        ],
+    ],
+    "ablation": [
+        [
+            2.6087528226526047e-07,
+            5.691824256359723e-08,
+            -1.4229560640899308e-08,
+            -1.0909329972719206e-07,
+        ],
+        [
+            5.217505361088115e-08,
+            1.5652516083264345e-07,
+            2.3715934105439374e-07,
+            -1.0909329972719206e-07,
+        ],
+    ],
+    "l0": [
+        [0.6730161309242249, 0.6730033755302429, 0.672996997833252, 0.6729893088340759],
+        [0.6730031967163086, 0.6730069518089294, 0.6730186939239502, 0.6729897260665894],
+    ],
+    "attattr": [
+        [
+            4.43234239355661e-06,
+            5.575956038228469e-06,
+            3.2145210298040183e-06,
+            6.384817879734328e-06,
+        ],
+        [
+            2.478675014572218e-06,
+            2.876855432987213e-06,
+            2.338405010959832e-06,
+            1.871137897069275e-06,
+        ],
+    ],
+}
+
+
+def test_ks_figures_are_those_from_before_the_task_interface(run_dir):
+    run = Run(run_dir, progress=False)
+    assert json.loads((run_dir / "results.json").read_text())["accuracy"] == PINNED["accuracy"]
+    options = {"taylor": {"clips": 16}, "ablation": {"clips": 16}, "l0": {"clips": 16}}
+    options["attattr"] = {"clips": 8, "steps": 4}
+    for name, opts in options.items():
+        scores = run.compute_scores(name, **opts)
+        assert torch.allclose(scores, torch.tensor(PINNED[name]), rtol=1e-5, atol=1e-12), name

@@ -177,6 +177,17 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {write_report(Path(args.run_dir))}")
 
 
+def _cmd_compare_tasks(args: argparse.Namespace) -> None:
+    from hib.cross_task import compare_tasks
+
+    record = compare_tasks([Path(d) for d in args.run_dirs], Path(args.out))
+    for method, rec in record["methods"].items():
+        print(f"{method}: Spearman between tasks {', '.join(rec['tasks'])}")
+        for task, row in zip(rec["tasks"], rec["spearman"], strict=True):
+            print(f"  {task:>8s} " + " ".join(f"{v:6.2f}" for v in row))
+    print(f"report: {Path(args.out) / 'report.html'}")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from hib.demo import run_demo
 
@@ -294,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write report.html and PNGs from results.json")
     report.add_argument("run_dir")
     report.set_defaults(func=_cmd_report)
+
+    tasks = sub.add_parser("compare-tasks", help="several runs' head scores side by side")
+    tasks.add_argument("run_dirs", nargs="+")
+    tasks.add_argument("--out", required=True)
+    tasks.set_defaults(func=_cmd_compare_tasks)
 
     demo = sub.add_parser("demo", help="the whole job on the embedded default")
     demo.add_argument("--out", default="runs/demo")

@@ -58,9 +58,11 @@ def compare(
     seeds: int = 3,
     clips: int | None = None,
     ratios: list[float] = SWEEP,
+    min_steps: int | None = None,
 ) -> dict:
     """Run the comparison into results.json["comparison"]; returns the per-method table.
-    `clips`: training clips per scoring (None: the task's default)."""
+    `clips`: training clips per scoring (None: the task's default); `min_steps`: the fitted
+    methods' step floor (HeadMethod.passes; None: theirs), the same for every method."""
     clips = run.task.compare_clips if clips is None else clips
     metric = run.metric
     names = methods or sorted(METHODS)
@@ -70,6 +72,8 @@ def compare(
     all_scores: dict[str, list[torch.Tensor]] = {}
     for name in names:
         options = _hib_beta(run, clips) if name == "hib" else {}
+        if min_steps is not None:
+            options["min_steps"] = min_steps
         scores, curves, seconds = [], [], []
         for s in range(seeds):
             start = time.perf_counter()

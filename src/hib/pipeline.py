@@ -115,9 +115,14 @@ class Run:
         method = self._method(name, seed, **options)
         return method.score(self.model, self.split("train"))
 
-    def select_beta(self, betas: tuple[float, ...] = DEFAULT_BETAS, **options: Any) -> dict:
-        """Fit HIB at each beta; keep the one with the best validation-curve area (largest
-        accuracy, smallest WER ...)."""
+    def select_beta(
+        self,
+        betas: tuple[float, ...] = DEFAULT_BETAS,
+        ratios: list[float] = VALIDATION_RATIOS,
+        **options: Any,
+    ) -> dict:
+        """Fit HIB at each beta; keep the one with the best validation-curve area over
+        `ratios` (largest accuracy, smallest WER ...)."""
         trials = []
         for beta in betas:
             scores = self.compute_scores("hib", beta=beta, **options)
@@ -125,7 +130,7 @@ class Run:
                 self.model,
                 self.split("validation"),
                 scores,
-                VALIDATION_RATIOS,
+                ratios,
                 self.fill,
                 evaluate_masked=lambda mask: self.split_metric("validation", mask),
             )

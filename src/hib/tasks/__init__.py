@@ -8,4 +8,5 @@
 TASK_MODULES = (
     "hib.tasks.ks",
     "hib.tasks.asr",
+    "hib.tasks.folder",
 )
