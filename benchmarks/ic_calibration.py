@@ -121,6 +121,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--train-utterances", type=int, help="only the first N training rows (fewer speakers)"
+    )
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -132,9 +135,11 @@ def main() -> None:
         corpus = ic_corpus()
     upstream = load_upstream(args.upstream)
     data = {s: load_fsc(corpus, s) for s in SPLITS}
-    start = time.perf_counter()
+    if args.train_utterances:
+        data["train"] = data["train"].subset(range(min(args.train_utterances, len(data["train"]))))
+    start, cpu = time.perf_counter(), time.process_time()
     feats = {s: pooled_features(upstream, d) for s, d in data.items()}
-    extraction = time.perf_counter() - start
+    extraction, cpu = time.perf_counter() - start, time.process_time() - cpu
     labels = {s: d.labels for s, d in data.items()}
     runs = []
     for lr in map(float, args.lrs.split(",")):
@@ -153,7 +158,10 @@ def main() -> None:
         "corpus": str(corpus),
         "upstream": args.upstream,
         "utterances": {s: len(d) for s, d in data.items()},
+        "train_speakers": len(set(data["train"].speakers)),
         "feature_seconds": round(extraction, 1),
+        "feature_cpu_seconds": round(cpu, 1),
+        "audio_hours": round(sum(sum(d.durations) for d in data.values()) / 3600, 3),
         "chosen_lr": lr,
         "validation_accuracy_mean": sum(r["validation"] for r in chosen) / len(chosen),
         "test_accuracy_mean": sum(r["test"] for r in chosen) / len(chosen),
