@@ -29,13 +29,19 @@ class _Parser(argparse.ArgumentParser):
 def _cmd_synth(args: argparse.Namespace) -> None:
     from hib.data.synth.corpus import SynthConfig, build_corpus, holdout_config
 
+    if args.task != "ks" and args.holdout:
+        raise HibError("--holdout is for the keyword corpus (--task ks)")
     if args.task == "asr":
         from hib.data.synth.asr_corpus import ASRSynthConfig, build_asr_corpus
 
-        if args.holdout:
-            raise HibError("--holdout is for the keyword corpus (--task ks)")
         config = ASRSynthConfig(seed=args.seed)
         print(f"corpus: {build_asr_corpus(Path(args.out), config, workers=args.workers)}")
+        return
+    if args.task == "ic":
+        from hib.data.synth.ic_corpus import ICSynthConfig, build_ic_corpus
+
+        config = ICSynthConfig(seed=args.seed)
+        print(f"corpus: {build_ic_corpus(Path(args.out), config, workers=args.workers)}")
         return
     if args.holdout:
         print(f"corpus: {build_corpus(Path(args.out), holdout_config(), workers=args.workers)}")
@@ -204,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument(
         "--task",
         default="ks",
-        choices=["ks", "asr"],
-        help="ks: Speech Commands layout; asr: LibriSpeech layout (train/dev/test)",
+        choices=["ks", "asr", "ic"],
+        help="ks: Speech Commands layout; asr: LibriSpeech layout (train/dev/test); "
+        "ic: Fluent Speech Commands layout",
     )
     synth.add_argument("--out", required=True)
     synth.add_argument("--clips", type=int, default=10000, help="keyword clips (--task ks)")

@@ -9,89 +9,30 @@ the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 import torch
-from torch.utils.data import Dataset
 
-from hib.data.audio import read_wav
+from hib.data.utterances import Utterance, UtteranceDataset, header_seconds, pad_waves
 from hib.errors import DataError
 
 AUDIO_SUFFIXES = (".flac", ".wav")
 TRANSCRIPT_SUFFIX = ".trans.txt"
 
 
-@dataclass(frozen=True)
-class Utterance:
-    id: str
-    path: Path
-    text: str
-    speaker: str
-    seconds: float
-
-
-class ASRDataset(Dataset):
+class ASRDataset(UtteranceDataset):
     """Utterances as (float32 1-D tensor at 16 kHz, transcript); audio is read on first use."""
 
-    def __init__(
-        self, utterances: Sequence[Utterance], *, cache: dict[Path, np.ndarray] | None = None
-    ):
-        self.utterances = list(utterances)
-        self._cache: dict[Path, np.ndarray] = {} if cache is None else cache
-
-    def __len__(self) -> int:
-        return len(self.utterances)
-
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        utt = self.utterances[i]
-        return torch.from_numpy(self.audio(utt)), utt.text
-
-    def audio(self, utt: Utterance) -> np.ndarray:
-        signal = self._cache.get(utt.path)
-        if signal is None:
-            signal = self._cache[utt.path] = read_wav(utt.path)
-        return signal
-
-    @property
-    def ids(self) -> list[str]:
-        return [u.id for u in self.utterances]
-
-    @property
-    def speakers(self) -> list[str]:
-        return [u.speaker for u in self.utterances]
-
-    @property
-    def texts(self) -> list[str]:
-        return [u.text for u in self.utterances]
-
-    @property
-    def durations(self) -> list[float]:
-        """Seconds per utterance, from the file headers (no audio decoded)."""
-        return [u.seconds for u in self.utterances]
-
-    def subset(self, indices: Iterable[int]) -> ASRDataset:
-        """Some of the utterances, sharing the audio cache."""
-        return ASRDataset([self.utterances[i] for i in indices], cache=self._cache)
-
-    def preload(self) -> ASRDataset:
-        """Read every file now, so a bad one fails here (naming it), not mid-evaluation."""
-        for utt in self.utterances:
-            self.audio(utt)
-        return self
+        return self.wave(i), self.utterances[i].text
 
 
 def collate_asr(
     batch: Sequence[tuple[torch.Tensor, str]],
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(waves (B, N) zero-padded at the end, lengths (B,) in samples, texts)."""
-    lengths = torch.tensor([len(w) for w, _ in batch], dtype=torch.long)
-    waves = torch.zeros(len(batch), int(lengths.max()) if len(batch) else 0)
-    for row, (wave, _) in enumerate(batch):
-        waves[row, : len(wave)] = wave
+    waves, lengths = pad_waves([wave for wave, _ in batch])
     return waves, lengths, [text for _, text in batch]
 
 
@@ -130,19 +71,8 @@ def _chapter(transcript: Path) -> list[Utterance]:
             raise DataError(f"{where}: {utt_id} has no audio file ({' or '.join(AUDIO_SUFFIXES)})")
         if len(paths) > 1:
             raise DataError(f"{where}: {utt_id} has both {paths[0].name} and {paths[1].name}")
-        out.append(Utterance(utt_id, paths[0], text.strip(), speaker, _seconds(paths[0])))
+        out.append(Utterance(utt_id, paths[0], text.strip(), speaker, header_seconds(paths[0])))
     return out
-
-
-def _seconds(path: Path) -> float:
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:  # soundfile raises several types; all mean "cannot read"
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: unreadable audio ({reason})") from None
-    if info.frames == 0:
-        raise DataError(f"{path}: empty audio (0 samples)")
-    return info.frames / info.samplerate
 
 
 def _require_transcripts(folder: Path, listed: set[Path]) -> None:

@@ -25,11 +25,9 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import version
@@ -43,6 +41,7 @@ from hib.data.augment import mix_at_snr
 from hib.data.protocols import speaker_id, which_set
 from hib.data.speech_commands import KEYWORDS, NOISE_DIR, TESTING_LIST, VALIDATION_LIST
 from hib.data.synth import espeak, noise, piper
+from hib.data.synth.build import build_cached, run_jobs
 from hib.errors import DataError
 from hib.io import write_json, write_text
 
@@ -172,40 +171,28 @@ def holdout_config(n_clips: int = 1500, seed: int = 1) -> SynthConfig:
     )
 
 
-def corpus_is_complete(out: str | Path, config: SynthConfig = SynthConfig()) -> bool:
-    """True when `out` holds a finished build of exactly this config (corpus.json is last)."""
-    try:
-        meta = json.loads((Path(out) / "corpus.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("config_key") == config.key()
-
-
 def build_corpus(
     out: str | Path, config: SynthConfig = SynthConfig(), progress: bool = True, workers: int = 2
 ) -> Path:
-    """Build the corpus into `out` (or return at once if it is already built for `config`).
-
-    The build goes to a hidden sibling folder that is renamed to `out` at the end, so an
-    interrupted build never looks complete. An existing `out` is replaced only if it is empty
-    or an older corpus (has corpus.json), never an unrelated folder.
-    """
-    out = Path(out)
-    if corpus_is_complete(out, config):
-        return out
-    _check_replaceable(out)
+    """Build the corpus into `out` (or return at once if it is already built for `config`)."""
     _check_config(config)
-    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    return build_cached(out, config, lambda tmp: _write(tmp, config, progress, workers))
+
+
+def _write(root: Path, config: SynthConfig, progress: bool, workers: int) -> None:
     start = time.monotonic()
-    try:
-        speakers, jobs = plan(config)
-        rows = _render(tmp, config, jobs, progress, workers)
-        _write_index(tmp, config, speakers, rows, time.monotonic() - start)
-        _swap_in(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    speakers, jobs = plan(config)
+    tasks = [(root, config, None)] + [(root, config, job) for job in jobs]
+    rows = run_jobs(
+        _task,
+        tasks,
+        workers,
+        total=config.n_clips,
+        desc="synth corpus",
+        unit="clip",
+        progress=progress,
+    )
+    _write_index(root, config, speakers, rows, time.monotonic() - start)
 
 
 def plan(config: SynthConfig) -> tuple[list[Speaker], list[Job]]:
@@ -234,13 +221,6 @@ def _check_config(config: SynthConfig) -> None:
         raise DataError("noise_seconds must be at least 10 (the loader cuts 1 s per region)")
     if not config.accents:
         raise DataError("accents must name at least one espeak-ng voice")
-
-
-def _check_replaceable(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a folder; refusing to replace it")
-    if out.exists() and any(out.iterdir()) and not (out / "corpus.json").exists():
-        raise DataError(f"{out}: exists and is not a synthesized corpus; refusing to replace it")
 
 
 def _speakers(config: SynthConfig) -> list[Speaker]:
@@ -352,14 +332,16 @@ def eval_noise(seed: int, seconds: float) -> dict[str, np.ndarray]:
 def degrade(
     clip: np.ndarray, rel: str, config: SynthConfig, bank: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, str, float]:
-    """A val/test clip with noise mixed in, seeded by its file name: (audio, noise type, SNR)."""
+    """A val/test clip (any length) with noise mixed in, seeded by its name: (audio, noise, SNR).
+
+    `config` is any corpus config with `seed` and the `eval_*` fields of SynthConfig."""
     rng = rng_for(config.seed, "degrade", rel)
     if rng.random() < config.eval_clean_fraction:
         return clip, "clean", math.inf
     kind = str(rng.choice(config.eval_noise_types))
-    start = int(rng.integers(0, len(bank[kind]) - CLIP_SAMPLES + 1))
+    start = int(rng.integers(0, len(bank[kind]) - len(clip) + 1))
     snr = float(rng.uniform(*config.eval_snr_db))
-    mixed = mix_at_snr(clip, bank[kind][start : start + CLIP_SAMPLES], snr)
+    mixed = mix_at_snr(clip, bank[kind][start : start + len(clip)], snr)
     return mixed / max(1.0, np.abs(mixed).max() / 0.99), kind, snr
 
 
@@ -391,32 +373,6 @@ def _task(args: Task) -> list[Row]:
         noise.write_noise_folder(root / NOISE_DIR, config.noise_seconds, config.seed)
         return []
     return render_job(root, config, job)
-
-
-def _render(
-    root: Path, config: SynthConfig, jobs: list[Job], progress: bool, workers: int
-) -> list[Row]:
-    """Run every job (and the noise folder) on `workers` processes, with a progress bar."""
-    from tqdm import tqdm
-
-    tasks = [(root, config, None)] + [(root, config, job) for job in jobs]
-    rows: list[Row] = []
-    with tqdm(total=config.n_clips, unit="clip", desc="synth corpus", disable=not progress) as bar:
-        for done in _map(tasks, workers):
-            rows.extend(done)
-            bar.update(len(done))
-    return rows
-
-
-def _map(tasks: list[Task], workers: int) -> Iterator[list[Row]]:
-    """Spawned processes: fork after ONNX Runtime or espeak-ng state exists is not safe."""
-    if workers <= 1:
-        yield from map(_task, tasks)
-        return
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap_unordered(_task, tasks)
 
 
 def _write_index(
@@ -476,12 +432,3 @@ def _summary(
         "build_seconds": round(seconds, 1),
         "engines": {name: version(name) for name in _ENGINE_PACKAGES},
     }
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Replace `out` by `tmp` with renames, so `out` is either the old or the new corpus."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
