@@ -20,12 +20,25 @@ from hib.downstream import KSModel
 
 
 def count_flops(fn: Callable[[], object]) -> int:
-    """Matrix-product and convolution FLOPs of one call of fn (torch's own counter)."""
+    """Matrix-product and convolution FLOPs of one call of fn (torch's own counter).
+
+    torch's counter knows the GPU kernels of scaled_dot_product_attention but not the CPU one,
+    which it would count as zero; its two products are counted as the GPU kernels' are.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_CPU_SDPA) as counter:
         fn()
     return counter.get_total_flops()
+
+
+def _sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query, key, value)
+
+
+_CPU_SDPA = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
 
 
 def median_ratio(fast: Callable[[], None], slow: Callable[[], None], repeats: int) -> float:
@@ -60,10 +73,11 @@ def _attention_inputs(model: KSModel, waves: torch.Tensor) -> list[torch.Tensor]
 
 
 def _run_attention(model: KSModel, inputs: list[torch.Tensor]) -> Callable[[], None]:
+    """The attention blocks alone, on the kernel the upstream's forward runs them with."""
     blocks = model.heads().blocks
 
     def run() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), model.upstream.attention_kernel():
             for block, x in zip(blocks, inputs, strict=True):
                 block.module(x)
 
