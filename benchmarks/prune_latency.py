@@ -3,6 +3,7 @@
 Scores are a method's (default magnitude: data-free, so the random head changes nothing) on
 the model from `_common` (a run's with --run); `hib.bench.bench_pruning` times the whole
 upstream and the attention blocks alone, interleaved, and prints the ratios with their ideals.
+On a shared machine give it --threads 1 (why: hib.bench).
 
     python benchmarks/prune_latency.py [--ratio 0.4] [--batch 32] [--repeats 20] [--threads 1]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
 from _common import add_model_arguments, model_and_clips
 
 from hib.bench import bench_pruning
@@ -32,7 +34,8 @@ def main() -> None:
     scores = get_method(args.method).score(model, clips)
     mask = prune_mask(scores, n_to_prune(args.ratio, heads.n_layers * heads.n_heads))
     result = bench_pruning(model, mask, batch=args.batch, repeats=args.repeats)
-    print(json.dumps({"model": described, "method": args.method, "ratio": args.ratio} | result))
+    setting = {"model": described, "method": args.method, "ratio": args.ratio}
+    print(json.dumps(setting | {"threads": torch.get_num_threads()} | result))
 
 
 if __name__ == "__main__":

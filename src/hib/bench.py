@@ -5,6 +5,11 @@ warm-up, as medians over many repeats, so a noisy shared machine affects both al
 ratios are reported, each beside its FLOP-model ideal (matrix-product FLOPs counted by torch's
 FlopCounterMode): heads-only pruning cannot remove the FFN's share, and element-wise work
 (layer norms, GELU) does not shrink with heads either.
+
+Run it with no more torch threads than idle cores: on a machine whose cores other jobs hold,
+every parallel op waits for a descheduled thread, time follows the number of ops rather than
+their FLOPs, and removing heads (fewer FLOPs, as many ops) seems to buy nothing (measured on a
+2-core machine at load 5-7: latency ratio 1.10 with 2 threads, 0.84 with 1, ideal 0.87).
 """
 
 from __future__ import annotations
