@@ -164,7 +164,7 @@ class Upstream(nn.Module):
         return {"name": self.name, "n_layers": len(heads), "n_heads": max(heads, default=0)}
 
 
-def _config(module: nn.Module):
+def _config(module: nn.Module) -> object | None:
     """The transformers config an attention module reads its kernel from, if it has one."""
     config = getattr(module, "config", None)
     return config if hasattr(config, "_attn_implementation") else None
