@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from hib.downstream import UtteranceClassifier
-from hib.upstream import load_upstream
+from hib.upstream import Upstream, load_upstream
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, clips: int) -> None:
@@ -57,3 +58,13 @@ def time_interleaved(
             outputs[name] = fn()
             times[name].append(time.perf_counter() - start)
     return {k: min(v) for k, v in times.items()}, outputs
+
+
+@contextmanager
+def eager_attention(upstream: Upstream) -> Iterator[None]:
+    """The original attention kernel (eager, weights computed and dropped) inside the block."""
+    upstream.attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        del upstream.attn_implementation  # back to the class default

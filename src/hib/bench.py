@@ -5,6 +5,11 @@ warm-up, as medians over many repeats, so a noisy shared machine affects both al
 ratios are reported, each beside its FLOP-model ideal (matrix-product FLOPs counted by torch's
 FlopCounterMode): heads-only pruning cannot remove the FFN's share, and element-wise work
 (layer norms, GELU) does not shrink with heads either.
+
+Run it with no more torch threads than idle cores: on a machine whose cores other jobs hold,
+every parallel op waits for a descheduled thread, time follows the number of ops rather than
+their FLOPs, and removing heads (fewer FLOPs, as many ops) seems to buy nothing (measured on a
+2-core machine at load 5-7: latency ratio 1.10 with 2 threads, 0.84 with 1, ideal 0.87).
 """
 
 from __future__ import annotations
@@ -20,12 +25,25 @@ from hib.tasks.base import TaskModel
 
 
 def count_flops(fn: Callable[[], object]) -> int:
-    """Matrix-product and convolution FLOPs of one call of fn (torch's own counter)."""
+    """Matrix-product and convolution FLOPs of one call of fn (torch's own counter).
+
+    torch's counter knows the GPU kernels of scaled_dot_product_attention but not the CPU one,
+    which it would count as zero; its two products are counted as the GPU kernels' are.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_CPU_SDPA) as counter:
         fn()
     return counter.get_total_flops()
+
+
+def _sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query, key, value)
+
+
+_CPU_SDPA = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
 
 
 def median_ratio(fast: Callable[[], None], slow: Callable[[], None], repeats: int) -> float:
@@ -60,10 +78,11 @@ def _attention_inputs(model: TaskModel, waves: torch.Tensor) -> list[torch.Tenso
 
 
 def _run_attention(model: TaskModel, inputs: list[torch.Tensor]) -> Callable[[], None]:
+    """The attention blocks alone, on the kernel the upstream's forward runs them with."""
     blocks = model.heads().blocks
 
     def run() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), model.upstream.attention_kernel():
             for block, x in zip(blocks, inputs, strict=True):
                 block.module(x)
 

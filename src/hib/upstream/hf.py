@@ -1,8 +1,9 @@
 """transformers checkpoints (local folder or hub id) as `Upstream`s: wav2vec2, HuBERT, Whisper.
 
-Models are loaded with eager attention (so attention weights exist and each `out_proj` sees the
-per-head context) and with every stochastic part off (dropout, LayerDrop, SpecAugment masking),
-so a frozen upstream gives the same features in train() and eval() mode.
+Models are loaded with eager attention (the kernel that returns attention weights; forwards
+that need none switch to SDPA, see `Upstream.attention_kernel`) and with every stochastic part
+off (dropout, LayerDrop, SpecAugment masking), so a frozen upstream gives the same features in
+train() and eval() mode.
 """
 
 from __future__ import annotations
@@ -104,8 +105,6 @@ class HFUpstream(Upstream):
 
     def __init__(self, model: PreTrainedModel, name: str, normalize: bool):
         super().__init__()
-        if model.config._attn_implementation != "eager":
-            raise UpstreamError(f"{name}: the model must be loaded with eager attention")
         self.name = name
         self.model = model
         self.normalize = normalize
