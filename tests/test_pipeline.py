@@ -191,7 +191,9 @@ def test_report_names_a_lower_evaluation_precision(run_dir, tmp_path):
 
 
 # Figures of this tiny run computed before KS moved onto the Task interface (commit ebebfb7):
-# the refactor must leave the trained model and every method's scores unchanged.
+# the refactor left the trained model and every method's scores bit-identical. SDPA attention
+# (merged after it) moves float32 rounding: scores stay within 1e-5 relative, and ablation's
+# loss tie-break (a few 1e-8 on this untrained model) within 1e-8 absolute.
 PINNED = {
     "accuracy": 0.0714285746216774,
     "taylor": [
@@ -250,4 +252,5 @@ def test_ks_figures_are_those_from_before_the_task_interface(run_dir):
     options["attattr"] = {"clips": 8, "steps": 4}
     for name, opts in options.items():
         scores = run.compute_scores(name, **opts)
-        assert torch.allclose(scores, torch.tensor(PINNED[name]), rtol=1e-5, atol=1e-12), name
+        atol = 1e-8 if name == "ablation" else 1e-12
+        assert torch.allclose(scores, torch.tensor(PINNED[name]), rtol=1e-5, atol=atol), name
