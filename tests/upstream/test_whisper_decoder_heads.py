@@ -166,7 +166,7 @@ def test_pruned_decoder_equals_mean_mask(asr: WhisperASR, batch, stats, whisper_
     # the KV cache holds the pruned head counts, layer by layer
     with torch.no_grad(), short(pruned):
         encoded = pruned.encode(batch[0], batch[1])
-        cache = pruned._decode(encoded, torch.tensor([pruned.prompt] * 2)).cache
+        cache = pruned._step(encoded, torch.tensor([pruned.prompt] * 2)).cache
     self_heads = [layer.keys.shape[1] for layer in cache.self_attention_cache.layers]
     cross_heads = [layer.keys.shape[1] for layer in cache.cross_attention_cache.layers]
     assert self_heads == [5, 6, 4, 6] and cross_heads == [5, 1, 6, 4]
