@@ -42,6 +42,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"upstream.name={tmp / 'up' / 'tiny-whisper'}",
     ]
     args += ["train.epochs=3", "train.batch_size=6", "train.lr=0.01", "heads.stats_clips=12"]
+    args += ["refit.clips=24"]
     assert main([*args, "--out", str(tmp / "run")]) == 0
     return tmp / "run"
 
