@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
-from hib.downstream import KSModel
-from hib.upstream import load_upstream
+from hib.data.utterances import UtteranceDataset
+from hib.downstream import UtteranceClassifier
+from hib.upstream import Upstream, load_upstream
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, clips: int) -> None:
@@ -26,7 +29,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, clips: int) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
 
 
-def model_and_clips(args: argparse.Namespace) -> tuple[KSModel, Dataset, str]:
+def model_and_clips(args: argparse.Namespace) -> tuple[UtteranceClassifier, Dataset, str]:
     """(model, clips, a description for the JSON output)."""
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -37,7 +40,7 @@ def model_and_clips(args: argparse.Namespace) -> tuple[KSModel, Dataset, str]:
         test = run.split("test")
         return run.model, test.subset(range(min(args.clips, len(test)))), f"run {args.run}"
     torch.manual_seed(0)
-    model = KSModel.build(load_upstream(args.upstream), n_classes=12).eval()
+    model = UtteranceClassifier.build(load_upstream(args.upstream), n_classes=12).eval()
     generator = torch.Generator().manual_seed(0)
     waves = 0.1 * torch.randn(args.clips, 16000, generator=generator)
     labels = torch.randint(0, 12, (args.clips,), generator=generator)
@@ -57,3 +60,26 @@ def time_interleaved(
             outputs[name] = fn()
             times[name].append(time.perf_counter() - start)
     return {k: min(v) for k, v in times.items()}, outputs
+
+
+@contextmanager
+def eager_attention(upstream: Upstream) -> Iterator[None]:
+    """The original attention kernel (eager, weights computed and dropped) inside the block."""
+    upstream.attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        del upstream.attn_implementation  # back to the class default
+
+
+@torch.inference_mode()
+def pooled_features(upstream: Upstream, data: UtteranceDataset) -> torch.Tensor:
+    """(N, layers + 1, D): each hidden state layer-normed (no affine), then mean over time.
+
+    One utterance at a time, at its real length (the calibrations of IC and SID train
+    SUPERB's heads on these: layer norm is per frame, pooling and the layer sum linear)."""
+    rows = []
+    for i in range(len(data)):
+        states = upstream(data.wave(i)[None]).hidden_states
+        rows.append(torch.stack([F.layer_norm(h[0], h.shape[-1:]).mean(0) for h in states]))
+    return torch.stack(rows)

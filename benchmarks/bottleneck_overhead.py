@@ -20,20 +20,20 @@ import torch
 import torch.nn.functional as F
 
 from hib.bottleneck import HeadBottleneck
-from hib.downstream import KSModel
+from hib.downstream import UtteranceClassifier
 from hib.upstream import load_upstream
 
 
-def build(upstream_name: str, batch: int) -> tuple[KSModel, torch.Tensor, torch.Tensor]:
+def build(upstream_name: str, batch: int) -> tuple[UtteranceClassifier, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    model = KSModel.build(load_upstream(upstream_name), n_classes=12).eval()
+    model = UtteranceClassifier.build(load_upstream(upstream_name), n_classes=12).eval()
     waves = 0.1 * torch.randn(batch, 16000)
     labels = torch.randint(0, 12, (batch,))
     model.head_stats = model.heads().fit_stats(iter([waves]), max_clips=batch)
     return model, waves, labels
 
 
-def plain_step(model: KSModel, waves: torch.Tensor, labels: torch.Tensor) -> None:
+def plain_step(model: UtteranceClassifier, waves: torch.Tensor, labels: torch.Tensor) -> None:
     waves = waves.clone().requires_grad_(True)  # so the frozen upstream is back-propagated
     F.cross_entropy(model(waves), labels).backward()
 

@@ -2,10 +2,12 @@
 
 (a) Each utterance's mean log-mel spectrum (Whisper's 80-band features, no transformer),
 standardised on train, into a linear classifier (logistic regression). (b) SUPERB's SID
-downstream on the frozen upstream: a softmax-weighted sum of the layer-normed hidden states
-(all of them), mean pooling over time, a linear layer to the speakers. Layer norm works per
-frame, so the pooled sum equals the sum of pooled layers: the per-layer mean-pooled states
-are computed once per utterance (at its real length) and cached, and (b) trains on those.
+downstream on the frozen upstream, as the SID task's head (`hib.downstream.UtteranceHead`):
+a softmax-weighted sum of the layer-normed hidden states (all of them), a linear layer to 256,
+mean pooling over time, a linear layer to the speakers. Layer norm works per frame and the
+rest is linear up to the pooling, so the head's output is a function of the per-layer
+mean-pooled states: those are computed once per utterance (at its real length) and cached,
+and (b) trains on them.
 
 Both train on train with Adam, are picked on validation (learning rate, weight decay, epoch)
 and report accuracy on test, also per noise condition and engine when the corpus has
@@ -26,11 +28,13 @@ import time
 from pathlib import Path
 
 import torch
+from _common import pooled_features
 from torch import nn
 from torch.nn import functional as F
 
 from hib.data.corpora import sid_corpus
 from hib.data.voxceleb import LIST_FILE, SIDDataset, load_voxceleb1
+from hib.downstream import UtteranceHead
 from hib.io import read_tensors, save_tensors
 from hib.paths import cache_dir
 from hib.upstream import load_upstream
@@ -39,15 +43,11 @@ from hib.upstream.whisper import LogMel
 SPLITS = ("train", "validation", "test")
 
 
-def features(data: SIDDataset, upstream, logmel: LogMel) -> dict[str, torch.Tensor]:
-    """Per utterance: mean log-mel (80,) and the layer-normed, mean-pooled states (L, D)."""
-    mels, pooled = [], []
-    for wave, _ in data:
-        wave = wave.unsqueeze(0)
-        mels.append(logmel(wave)[0].mean(dim=1))
-        states = upstream(wave).hidden_states
-        pooled.append(torch.stack([F.layer_norm(h[0], h.shape[-1:]).mean(0) for h in states]))
-    return {"mel": torch.stack(mels), "pooled": torch.stack(pooled)}
+@torch.inference_mode()
+def mean_logmel(data: SIDDataset) -> torch.Tensor:
+    """(N, 80): each utterance's Whisper log-mel spectrum, averaged over its frames."""
+    logmel = LogMel()
+    return torch.stack([logmel(data.wave(i)[None])[0].mean(dim=1) for i in range(len(data))])
 
 
 def cached_features(
@@ -64,10 +64,12 @@ def cached_features(
     if path.exists():
         tensors, meta = read_tensors(path)
         return _unflatten(tensors), float(meta["seconds"])
-    upstream, logmel = load_upstream(spec), LogMel()
+    upstream = load_upstream(spec)
     start = time.perf_counter()
-    out = {name: features(data, upstream, logmel) for name, data in splits.items()}
+    out = {s: {"pooled": pooled_features(upstream, d)} for s, d in splits.items()}
     seconds = time.perf_counter() - start
+    for name, data in splits.items():
+        out[name]["mel"] = mean_logmel(data)
     flat = {f"{s}.{k}": v for s, d in out.items() for k, v in d.items()}
     save_tensors(path, flat, {"seconds": f"{seconds:.1f}", "root": str(root), "upstream": spec})
     return out, seconds
@@ -95,16 +97,17 @@ class LinearProbe(nn.Module):
 
 
 class SIDHead(nn.Module):
-    """SUPERB's SID downstream on pooled states (N, L, D): weighted layer sum, then linear."""
+    """The SID task's head (`UtteranceHead`: layer weights, linear to 256, linear to the
+    speakers) on pooled states (N, L, D). Both linear layers commute with mean pooling, so
+    this is that head's exact output for the utterance at its real length."""
 
     def __init__(self, n_layers: int, hidden: int, n_classes: int):
         super().__init__()
-        self.layer_weights = nn.Parameter(torch.zeros(n_layers))
-        self.linear = nn.Linear(hidden, n_classes)
+        self.head = UtteranceHead(n_layers, hidden, n_classes)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(self.layer_weights, dim=0)
-        return self.linear(torch.einsum("l,nld->nd", weights, pooled))
+        weights = torch.softmax(self.head.layer_weights, dim=0)
+        return self.head.classifier(self.head.proj(torch.einsum("l,nld->nd", weights, pooled)))
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -214,7 +217,7 @@ def main() -> None:
             "train_seconds": round(time.perf_counter() - start, 1),
         }
         if isinstance(model, SIDHead):
-            weights = torch.softmax(model.layer_weights.detach(), 0)
+            weights = torch.softmax(model.head.layer_weights.detach(), 0)
             out[name]["layer_weights"] = [round(float(w), 3) for w in weights]
     print(json.dumps(out, indent=1))
 

@@ -1,10 +1,10 @@
-"""A masked evaluation sweep over a clip set: today's path against the one before it.
+"""A masked evaluation sweep over a clip set: today's path against the original one.
 
-Before: every mask evaluated by hooks on the full model, from the waveform. Now
-(`hib.prune.sweep` with a `LayerCache`): the unmasked layer inputs are computed once, and each
-mask runs the physically pruned copy from the first layer it changes. Both in float32 by
-default, interleaved in one process; the cache is built anew inside every timed "now" sweep.
-Target: before / now >= 1.3 with the same curve.
+Before (the original path): every mask evaluated by hooks on the full model, from the waveform,
+with eager attention. Now (`hib.prune.sweep` with a `LayerCache`): the unmasked layer inputs are
+computed once, and each mask runs the physically pruned copy from the first layer it changes,
+with fused attention (SDPA). Both in float32 by default, interleaved in one process; the cache
+is built anew inside every timed "now" sweep. Target: before / now >= 1.3 with the same curve.
 
     python benchmarks/sweep_speed.py [--run runs/demo/ks] [--clips 825] [--repeats 2]
 """
@@ -15,7 +15,7 @@ import argparse
 import json
 
 import torch
-from _common import add_model_arguments, model_and_clips, time_interleaved
+from _common import add_model_arguments, eager_attention, model_and_clips, time_interleaved
 
 from hib.evaluate import evaluate
 from hib.layer_cache import LayerCache
@@ -35,7 +35,7 @@ def main() -> None:
     ratios = parse_ratios(args.ratios)
 
     def before(mask: torch.Tensor) -> float:
-        with heads.masked(mask):
+        with heads.masked(mask), eager_attention(model.upstream):
             return evaluate(model, clips, precision=args.precision).accuracy
 
     runs = {
@@ -53,6 +53,7 @@ def main() -> None:
                 "clips": len(clips),
                 "points": len(ratios),
                 "precision": args.precision,
+                "threads": torch.get_num_threads(),
                 "before_s": best["before"],
                 "now_s": best["now"],
                 "speedup": best["before"] / best["now"],

@@ -36,12 +36,12 @@ EXAMPLES |= {"ratio_ranges": 150, "list_files": 150, "audio_bytes": 150, "wav_bo
 def _dotted_keys() -> list[str]:
     keys = []
     for section in dataclasses.fields(Config):
-        if dataclasses.is_dataclass(section.type) or section.name != "seed":
-            keys += [
-                f"{section.name}.{f.name}"
-                for f in dataclasses.fields(getattr(Config(), section.name))
-            ]
-    return ["seed", *keys]
+        value = getattr(Config(), section.name)
+        if dataclasses.is_dataclass(value):
+            keys += [f"{section.name}.{f.name}" for f in dataclasses.fields(value)]
+        else:  # a top-level scalar: seed, task
+            keys.append(section.name)
+    return keys
 
 
 KEYS = _dotted_keys()

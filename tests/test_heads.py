@@ -88,6 +88,24 @@ def test_stats_match_direct_computation():
     assert stats.n_clips == 96
 
 
+def test_stats_through_a_forward_of_one_pass_per_clip():
+    """A caller's forward may record one context per clip; max_clips cuts inside a batch."""
+    model = trained_toy_model(num_heads=2)
+    x, y = toy_data(10, seed=3)
+
+    def one_by_one(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        for clip in batch[0]:
+            model.upstream(clip[None])
+
+    batches = [(x[:6], y[:6]), (x[6:], y[6:])]
+    stats = Heads(model.upstream).fit_stats(batches, max_clips=8, forward=one_by_one)
+    direct = Heads(model.upstream).fit_stats(iter([x[:8]]), max_clips=8)
+    assert stats.n_clips == 8
+    assert torch.allclose(stats.mean, direct.mean, atol=1e-6)
+    assert torch.allclose(stats.std, direct.std, atol=1e-6)
+    assert not torch.allclose(stats.mean, Heads(model.upstream).fit_stats([x], 10).mean)
+
+
 def test_mean_fill_needs_stats():
     model = trained_toy_model()
     heads = Heads(model.upstream)
@@ -97,10 +115,10 @@ def test_mean_fill_needs_stats():
 
 
 def _with_stats(upstream, n_classes: int = 12):
-    from hib.downstream import KSModel
+    from hib.downstream import UtteranceClassifier
 
     torch.manual_seed(0)
-    model = KSModel.build(upstream, n_classes).eval()
+    model = UtteranceClassifier.build(upstream, n_classes).eval()
     waves = 0.1 * torch.randn(8, 16000)
     model.head_stats = model.heads().fit_stats(iter([waves]), max_clips=8)
     return model

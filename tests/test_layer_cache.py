@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from hib.downstream import KSModel
-from hib.evaluate import first_changed_layer, predict
+from hib.downstream import UtteranceClassifier
+from hib.evaluate import first_changed_layer
+from hib.evaluate import predict as predict_batches
 from hib.layer_cache import LayerCache
 from hib.prune import sweep
 from hib.upstream import Upstream, load_upstream
@@ -28,9 +29,9 @@ MASKS = {
 }
 
 
-def _model(upstream: Upstream) -> KSModel:
+def _model(upstream: Upstream) -> UtteranceClassifier:
     torch.manual_seed(0)
-    model = KSModel.build(upstream, 3)
+    model = UtteranceClassifier.build(upstream, 3)
     model.head_stats = model.heads().fit_stats(iter([_data(6).tensors[0]]), max_clips=6)
     return model
 
@@ -40,7 +41,13 @@ def _data(n: int, seed: int = 0) -> TensorDataset:
     return TensorDataset(waves, torch.arange(n) % 3)
 
 
-def _logits(model: KSModel, data: TensorDataset, mask: torch.Tensor) -> torch.Tensor:
+def predict(*args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted labels, true labels) of the whole dataset."""
+    preds, batches = predict_batches(*args, **kwargs)
+    return torch.cat(preds), torch.cat([b.targets for b in batches])
+
+
+def _logits(model: UtteranceClassifier, data: TensorDataset, mask: torch.Tensor) -> torch.Tensor:
     """What the model computes with the mask as hooks, from the waveform: the plain forward."""
     with torch.no_grad(), model.heads().masked(mask):
         return model(data.tensors[0])
@@ -77,37 +84,37 @@ def test_masked_forward_starts_at_the_first_changed_layer(tiny_upstream: Upstrea
     assert first_changed_layer(model, None) == shape[0]
     assert first_changed_layer(model, MASKS["last layer"](shape)) == shape[0] - 1
     assert first_changed_layer(model, MASKS["one head of the first"](shape)) == 0
-    entry = LayerCache().get(model.upstream, _data(6), "float32", batch_size=4)
+    entry = LayerCache().get(model, _data(6), "float32", batch_size=4)
     assert entry.depth == shape[0] and [len(s) for s, _ in entry.batches(1)] == [2, 2]
 
 
 def test_invalidated_when_the_clips_upstream_or_precision_change(tiny_upstream: Upstream):
     model, cache = _model(tiny_upstream), LayerCache()
     data = _data(6)
-    entry = cache.get(model.upstream, data, "float32")
-    assert cache.get(model.upstream, data, "float32") is entry
-    other_clips = cache.get(model.upstream, _data(6, seed=1), "float32")
+    entry = cache.get(model, data, "float32")
+    assert cache.get(model, data, "float32") is entry
+    other_clips = cache.get(model, _data(6, seed=1), "float32")
     assert other_clips.key != entry.key
-    assert cache.get(model.upstream, data, "bfloat16").key != entry.key
+    assert cache.get(model, data, "bfloat16").key != entry.key
     with torch.no_grad():  # an in-place weight change (as in fine-tuning) is seen
         model.upstream.attention_blocks()[-1].v_proj.weight.mul_(2.0)
-    changed = cache.get(model.upstream, data, "float32")
+    changed = cache.get(model, data, "float32")
     assert changed.key != entry.key
     predicted = predict(model, data, mask=None, cache=cache)[0]
     assert torch.equal(predicted, predict(model, data, mask=None)[0])
     pruned = copy.deepcopy(model)  # a physically pruned copy is another upstream
     pruned.heads().prune(MASKS["last layer"](model.heads().shape))
-    assert cache.get(pruned.upstream, data, "float32").key != changed.key
+    assert cache.get(pruned, data, "float32").key != changed.key
 
 
 def test_budget_keeps_layer0_inputs_then_goes_to_disk(tiny_upstream: Upstream, tmp_path: Path):
     model, data = _model(tiny_upstream), _data(6)
-    full = LayerCache().get(model.upstream, data, "float32", batch_size=4)
+    full = LayerCache().get(model, data, "float32", batch_size=4)
     layer0 = full.nbytes // (full.depth + 1)
-    small = LayerCache(budget_bytes=layer0 + 1).get(model.upstream, data, "float32", 4)
+    small = LayerCache(budget_bytes=layer0 + 1).get(model, data, "float32", 4)
     assert small.depth == 0 and small.path is None
-    assert LayerCache(budget_bytes=layer0 - 1).get(model.upstream, data, "float32", 4) is None
-    disk = LayerCache(budget_bytes=0, disk_dir=tmp_path).get(model.upstream, data, "float32", 4)
+    assert LayerCache(budget_bytes=layer0 - 1).get(model, data, "float32", 4) is None
+    disk = LayerCache(budget_bytes=0, disk_dir=tmp_path).get(model, data, "float32", 4)
     assert disk.path is not None and disk.path.is_file() and disk.key in disk.path.name
     mask = MASKS["last layer"](model.heads().shape)
     expected = predict(model, data, batch_size=4, mask=mask)[0]

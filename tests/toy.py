@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hib.downstream import KSModel
+from hib.downstream import UtteranceClassifier
 from hib.upstream.base import AttentionBlock, Upstream, UpstreamOutput
 
 
@@ -81,10 +81,10 @@ def toy_data(n: int, dim: int = 8, frames: int = 4, seed: int = 0):
     return x.reshape(n, -1), labels
 
 
-def trained_toy_model(informative_head: int = 0, num_heads: int = 2) -> KSModel:
+def trained_toy_model(informative_head: int = 0, num_heads: int = 2) -> UtteranceClassifier:
     """Toy upstream + a task head trained to read it; head stats fitted."""
     torch.manual_seed(0)
-    model = KSModel.build(
+    model = UtteranceClassifier.build(
         ToyUpstream(num_heads=num_heads, informative_head=informative_head), 2, proj_dim=8
     )
     x, y = toy_data(256)

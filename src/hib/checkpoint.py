@@ -15,14 +15,12 @@ import torch
 import yaml
 
 from hib.config import Config, config_from_dict, dump_config
-from hib.data.speech_commands import CLASSES
-from hib.downstream import KSModel
 from hib.errors import HibError
 from hib.heads import HeadStats
 from hib.io import read_json, read_tensors, write_json, write_text
 from hib.results import read_results
 from hib.rundir import save_run_tensors, verified
-from hib.upstream import load_upstream
+from hib.tasks.base import TaskModel, make_task
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.safetensors"
@@ -46,10 +44,11 @@ def load_run_config(run_dir: str | Path) -> Config:
 
 
 def trained_state(
-    model: KSModel, config: Config, with_upstream: bool = False
+    model: TaskModel, config: Config, with_upstream: bool = False
 ) -> dict[str, torch.Tensor]:
-    """What a checkpoint stores: the head, plus the upstream when fine-tuned or pruned."""
-    state = {f"head.{k}": v for k, v in model.head.state_dict().items()}
+    """What a checkpoint stores: the trained head (none for a pretrained one), plus the upstream
+    when fine-tuned or pruned, plus the head statistics."""
+    state = {f"head.{k}": v for k, v in model.head_state().items()}
     if config.upstream.finetune or with_upstream:
         state.update({f"upstream.{k}": v for k, v in model.upstream.state_dict().items()})
     if model.head_stats is not None:
@@ -57,11 +56,11 @@ def trained_state(
     return state
 
 
-def save_model(run_dir: Path, model: KSModel, config: Config) -> None:
+def save_model(run_dir: Path, model: TaskModel, config: Config) -> None:
     save_run_tensors(run_dir, MODEL_FILE, trained_state(model, config))
 
 
-def save_pruned(out: Path, model: KSModel, config: Config, spec: dict) -> None:
+def save_pruned(out: Path, model: TaskModel, config: Config, spec: dict) -> None:
     """A physically pruned model that `load_run` (and so `hib eval`) loads as pruned."""
     save_config(out, config)
     save_run_tensors(out, MODEL_FILE, trained_state(model, config, with_upstream=True))
@@ -71,7 +70,7 @@ def save_pruned(out: Path, model: KSModel, config: Config, spec: dict) -> None:
     )
 
 
-def _restore_pruned_shapes(model: KSModel, run_dir: Path) -> bool:
+def _restore_pruned_shapes(model: TaskModel, run_dir: Path) -> bool:
     """Give the model the pruned layer shapes recorded in pruning.json (weights come later)."""
     path = run_dir / PRUNING_FILE
     if not path.is_file():
@@ -87,14 +86,7 @@ def _restore_pruned_shapes(model: KSModel, run_dir: Path) -> bool:
     return True
 
 
-def build_model(config: Config) -> KSModel:
-    upstream = load_upstream(config.upstream.name)
-    model = KSModel.build(upstream, len(CLASSES), config.downstream.proj_dim)
-    model.freeze_upstream(not config.upstream.finetune)
-    return model
-
-
-def load_run(run_dir: str | Path) -> tuple[Config, KSModel]:
+def load_run(run_dir: str | Path) -> tuple[Config, TaskModel]:
     """The run's config and its best model, in eval mode."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
@@ -103,7 +95,7 @@ def load_run(run_dir: str | Path) -> tuple[Config, KSModel]:
         raise HibError(f"{run_dir}: no {MODEL_FILE}; training did not finish an epoch")
     read_results(run_dir)  # a broken results.json is refused before any work, not after it
     state, _ = read_tensors(verified(run_dir, MODEL_FILE))
-    model = build_model(config)
+    model = make_task(config).build_model()
     pruned = _restore_pruned_shapes(model, run_dir)
     model.head_stats = HeadStats.from_state_dict(state)
     weights = {k: v for k, v in state.items() if not k.startswith("heads.")}
@@ -111,7 +103,7 @@ def load_run(run_dir: str | Path) -> tuple[Config, KSModel]:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # tensors of the wrong shape
         raise HibError(f"{path}: does not fit the model ({str(exc).splitlines()[-1]})") from None
-    needed = ("head.", "upstream.") if pruned else ("head.",)
+    needed = tuple(["head."] * bool(model.head_state()) + ["upstream."] * pruned)
     missing = [k for k in missing if k.startswith(needed)]
     if missing or unexpected:
         raise HibError(f"{path}: does not fit the model ({(missing + unexpected)[:3]} ...)")

@@ -37,6 +37,12 @@ def _cmd_synth(args: argparse.Namespace) -> None:
         config = ASRSynthConfig(seed=args.seed)
         print(f"corpus: {build_asr_corpus(Path(args.out), config, workers=args.workers)}")
         return
+    if args.task == "ic":
+        from hib.data.synth.ic_corpus import ICSynthConfig, build_ic_corpus
+
+        config = ICSynthConfig(seed=args.seed)
+        print(f"corpus: {build_ic_corpus(Path(args.out), config, workers=args.workers)}")
+        return
     if args.task == "sid":
         from hib.data.synth.sid_corpus import SIDSynthConfig, build_sid_corpus
 
@@ -76,7 +82,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     config = load_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / (Path(args.config).stem if args.config else "default"))
     results = train(config, out, resume=args.resume)
-    print(f"test accuracy {results['accuracy']:.4f}  (run folder: {out})")
+    name = results["metric"]["name"]
+    print(f"test {name} {results[name]:.4f}  (run folder: {out})")
 
 
 def _cmd_convert_state(args: argparse.Namespace) -> None:
@@ -87,31 +94,35 @@ def _cmd_convert_state(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from hib.data.speech_commands import load_split
     from hib.pipeline import Run
 
     run = Run(args.run_dir, progress=not args.json)
-    data = Path(args.data) if args.data else run.splits["root"]
-    dataset = load_split(data, args.split, args.protocol)
-    if args.method:
-        result = run.pruned_accuracy(args.method, args.ratio, dataset)
-    else:
-        result = run.evaluate(dataset, progress=not args.json).to_dict()
+    if args.protocol:
+        run.config.data.protocol = args.protocol
+    names = run.task.split_names()
+    if names is not None and args.split not in names:
+        raise HibError(f"--split {args.split!r}: task {run.task.name} has {', '.join(names)}")
+    data = Path(args.data) if args.data else run.splits.root
+    dataset = run.task.read_split(data, args.split)
+    mask = run.mask_for(args.method, args.ratio) if args.method else None
+    result = run.evaluate(dataset, mask, progress=not args.json).to_dict()
     if args.json:
         print(json.dumps(result))
         return
-    print(f"accuracy {result['accuracy']:.4f} on {result['n']} clips ({data}, {args.split})")
-    for name, acc in result["per_class"].items():
-        print(f"  {name:>10s} {acc:.4f}")
+    name = run.metric.name
+    print(f"{name} {result[name]:.4f} on {result['n']} clips ({data}, {args.split})")
+    for label, value in result.get("per_class", {}).items():
+        print(f"  {label:>10s} {value:.4f}")
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
     from hib.pipeline import Run
 
-    options = {"clips": args.clips}
+    run = Run(args.run_dir)
+    options = {"clips": run.task.score_clips if args.clips is None else args.clips}
     if args.method == "hib":
         options["beta"] = args.beta
-    scores = Run(args.run_dir).score(args.method, **options)
+    scores = run.score(args.method, **options)
     print(f"{args.method} scores (layers x heads, higher = more important):")
     for layer, row in enumerate(scores.tolist()):
         print(f"  layer {layer}: " + " ".join(f"{v:8.3f}" for v in row))
@@ -128,16 +139,13 @@ def _cmd_prune(args: argparse.Namespace) -> None:
     record = run.prune(
         args.method, parse_ratios(args.ratios), args.min_heads_per_layer, args.iterative, refit
     )
-    for point in record["curve"]:
-        print(
-            f"  pruned {point['ratio']:.2f} ({point['pruned']:3d} heads): "
-            f"accuracy {point['accuracy']:.4f}"
-        )
-    for point in record.get("curve_refit", []):
-        print(
-            f"  refit  {point['ratio']:.2f} ({point['pruned']:3d} heads): "
-            f"accuracy {point['accuracy']:.4f}"
-        )
+    name = run.metric.name
+    for label, key in (("pruned", "curve"), ("refit ", "curve_refit")):
+        for point in record.get(key, []):
+            print(
+                f"  {label} {point['ratio']:.2f} ({point['pruned']:3d} heads): "
+                f"{name} {point[name]:.4f}"
+            )
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
@@ -145,8 +153,9 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     from hib.pipeline import Run
 
     methods = None if args.methods == "all" else args.methods.split(",")
-    table = compare(Run(args.run_dir), methods, seeds=args.seeds, clips=args.clips)
-    print(format_table(table))
+    run = Run(args.run_dir)
+    table = compare(run, methods, seeds=args.seeds, clips=args.clips)
+    print(format_table(table, run.metric))
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -180,6 +189,17 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {write_report(Path(args.run_dir))}")
 
 
+def _cmd_compare_tasks(args: argparse.Namespace) -> None:
+    from hib.cross_task import compare_tasks
+
+    record = compare_tasks([Path(d) for d in args.run_dirs], Path(args.out))
+    for method, rec in record["methods"].items():
+        print(f"{method}: Spearman between tasks {', '.join(rec['tasks'])}")
+        for task, row in zip(rec["tasks"], rec["spearman"], strict=True):
+            print(f"  {task:>8s} " + " ".join(f"{v:6.2f}" for v in row))
+    print(f"report: {Path(args.out) / 'report.html'}")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from hib.demo import run_demo
 
@@ -196,9 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument(
         "--task",
         default="ks",
-        choices=["ks", "asr", "sid"],
+        choices=["ks", "asr", "ic", "sid"],
         help="ks: Speech Commands layout; asr: LibriSpeech layout (train/dev/test); "
-        "sid: VoxCeleb1 layout (iden_split.txt)",
+        "ic: Fluent Speech Commands layout; sid: VoxCeleb1 layout (iden_split.txt)",
     )
     synth.add_argument("--out", required=True)
     synth.add_argument("--clips", type=int, default=10000, help="keyword clips (--task ks)")
@@ -215,7 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--dest", required=True)
     download.set_defaults(func=_cmd_download)
 
-    train = sub.add_parser("train", help="train the KS downstream")
+    train = sub.add_parser(
+        "train", help="train the task's downstream (asr: create the run of the pretrained model)"
+    )
     train.add_argument("--config", help="YAML config (see configs/)")
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=2")
     train.add_argument("--out", help="run folder (default runs/<config name>)")
@@ -231,11 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("run_dir")
     convert.set_defaults(func=_cmd_convert_state)
 
-    ev = sub.add_parser("eval", help="accuracy of a trained run on a corpus split")
+    ev = sub.add_parser("eval", help="a run's metric (accuracy, WER) on a corpus split")
     ev.add_argument("run_dir")
-    ev.add_argument("--data", help="Speech Commands-layout folder (default: the run's corpus)")
-    ev.add_argument("--split", default="test", choices=["train", "validation", "test"])
-    ev.add_argument("--protocol", default="lists", choices=["lists", "superb"])
+    ev.add_argument("--data", help="a folder in the task's layout (default: the run's corpus)")
+    ev.add_argument(
+        "--split",
+        default="test",
+        help="ks: train, validation or test; asr: any split folder (test-clean, test-real ...)",
+    )
+    ev.add_argument("--protocol", choices=["lists", "superb"], help="ks: default the run's")
     ev.add_argument("--method", help="evaluate with this method's pruning ...")
     ev.add_argument("--ratio", type=float, default=0.0, help="... at this pruned fraction")
     ev.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -245,10 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("run_dir")
     score.add_argument("--method", default="hib")
     score.add_argument("--beta", type=float, help="HIB beta (default: chosen on validation)")
-    score.add_argument("--clips", type=int, default=1000, help="training clips to score on")
+    score.add_argument(
+        "--clips", type=int, help="training clips to score on (default: ks 1000, asr 200)"
+    )
     score.set_defaults(func=_cmd_score)
 
-    prune = sub.add_parser("prune", help="prune by a method's scores and measure accuracy")
+    prune = sub.add_parser("prune", help="prune by a method's scores and measure the metric")
     prune.add_argument("run_dir")
     prune.add_argument("--method", default="hib")
     prune.add_argument("--ratios", default="0:1:0.05", help="start:stop:step or a,b,c")
@@ -263,7 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("run_dir")
     comp.add_argument("--methods", default="all", help="'all' or a comma list")
     comp.add_argument("--seeds", type=int, default=3)
-    comp.add_argument("--clips", type=int, default=500, help="training clips per scoring")
+    comp.add_argument(
+        "--clips", type=int, help="training clips per scoring (default: ks 500, asr 200)"
+    )
     comp.set_defaults(func=_cmd_compare)
 
     export = sub.add_parser("export", help="write a physically pruned model")
@@ -288,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write report.html and PNGs from results.json")
     report.add_argument("run_dir")
     report.set_defaults(func=_cmd_report)
+
+    tasks = sub.add_parser("compare-tasks", help="several runs' head scores side by side")
+    tasks.add_argument("run_dirs", nargs="+")
+    tasks.add_argument("--out", required=True)
+    tasks.set_defaults(func=_cmd_compare_tasks)
 
     demo = sub.add_parser("demo", help="the whole job on the embedded default")
     demo.add_argument("--out", default="runs/demo")

@@ -2,10 +2,11 @@
 
 For each method and seed: score on the same number of training clips, sweep the pruned fraction
 on the test split (no retraining, the run's fill). Written to results.json["comparison"],
-beside (not over) the single-seed curves of `hib prune`. Reported per method:
+beside (not over) the single-seed curves of `hib prune`. Reported per method, in the task's
+metric (accuracy, WER ...) with its direction:
 
-- auc: mean accuracy over pruned fractions 0-90 % (mean over seeds, and its std);
-- accuracy at 20/40/60 % pruned (of the mean curve);
+- auc: mean metric over pruned fractions 0-90 % (mean over seeds, and its std);
+- the metric at 20/40/60 % pruned (of the mean curve), e.g. "accuracy@40" or "wer@40";
 - spearman_ablation: Spearman correlation of the (seed-mean) scores with the single-head
   `ablation` scores, the reference for faithfulness;
 - stability: mean pairwise Spearman correlation of the scores across seeds;
@@ -22,11 +23,13 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from hib.downstream import ACCURACY
 from hib.methods import METHODS
 from hib.pipeline import Run, mean_curve
 from hib.prune import curve_area, parse_ratios, sweep
-from hib.report.html import accuracy_at
+from hib.report.html import metric_at
 from hib.results import read_results, update_results
+from hib.tasks.base import Metric
 
 SWEEP = parse_ratios("0:1:0.05")
 
@@ -53,10 +56,15 @@ def compare(
     run: Run,
     methods: list[str] | None = None,
     seeds: int = 3,
-    clips: int = 500,
+    clips: int | None = None,
     ratios: list[float] = SWEEP,
+    min_steps: int | None = None,
 ) -> dict:
-    """Run the comparison into results.json["comparison"]; returns the per-method table."""
+    """Run the comparison into results.json["comparison"]; returns the per-method table.
+    `clips`: training clips per scoring (None: the task's default); `min_steps`: the fitted
+    methods' step floor (HeadMethod.passes; None: theirs), the same for every method."""
+    clips = run.task.compare_clips if clips is None else clips
+    metric = run.metric
     names = methods or sorted(METHODS)
     if "ablation" not in names:
         names = [*names, "ablation"]
@@ -64,6 +72,8 @@ def compare(
     all_scores: dict[str, list[torch.Tensor]] = {}
     for name in names:
         options = _hib_beta(run, clips) if name == "hib" else {}
+        if min_steps is not None:
+            options["min_steps"] = min_steps
         scores, curves, seconds = [], [], []
         for s in range(seeds):
             start = time.perf_counter()
@@ -78,7 +88,7 @@ def compare(
                     scores[-1],
                     ratios,
                     run.fill,
-                    evaluate_masked=run.test_accuracy,
+                    evaluate_masked=run.test_metric,
                 )
             )
             if run.progress:
@@ -92,7 +102,7 @@ def compare(
             "curves_per_seed": curves,
             "auc": float(np.mean(areas)),
             "auc_std": float(np.std(areas)),
-            **{f"acc@{int(r * 100)}": accuracy_at(curve, r) for r in (0.2, 0.4, 0.6)},
+            **{f"{metric.name}@{int(r * 100)}": metric_at(curve, r) for r in (0.2, 0.4, 0.6)},
             "stability": _stability(scores),
             "seconds": float(np.mean(seconds)),
             "seeds": seeds,
@@ -102,23 +112,29 @@ def compare(
     reference = torch.stack(all_scores["ablation"]).mean(0)
     for row in table.values():
         row["spearman_ablation"] = _spearman(torch.tensor(row["scores"]), reference)
-    summary = {"seeds": seeds, "clips": clips, "ratios": ratios, "auc_max_ratio": 0.9}
+    summary = {
+        "seeds": seeds,
+        "clips": clips,
+        "ratios": ratios,
+        "auc_max_ratio": 0.9,
+        "metric": metric.to_dict(),
+    }
     update_results(run.dir, {"comparison": {**summary, "methods": table}})
     return table
 
 
-def format_table(table: dict[str, dict[str, Any]]) -> str:
-    """The methods x (AUC, acc@40 %, Spearman with ablation, seconds) table, as text."""
-    lines = [
-        f"{'method':<12} {'AUC':>13} {'acc@20':>7} {'acc@40':>7} {'acc@60':>7} "
-        f"{'rho_abl':>7} {'stab':>6} {'seconds':>8}"
-    ]
+def format_table(table: dict[str, dict[str, Any]], metric: Metric = ACCURACY) -> str:
+    """The methods x (AUC, metric at 20/40/60 %, Spearman with ablation, seconds) table, as
+    text, best method first."""
+    short = metric.name[:3]
+    at = " ".join(f"{f'{short}@{p}':>7}" for p in (20, 40, 60))
+    lines = [f"{'method':<12} {'AUC':>13} {at} {'rho_abl':>7} {'stab':>6} {'seconds':>8}"]
 
     def fmt(value: float | None, width: int, digits: int) -> str:
         return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}"
 
-    for name, r in sorted(table.items(), key=lambda kv: -kv[1]["auc"]):
-        accs = " ".join(fmt(r[f"acc@{p}"], 7, 4) for p in (20, 40, 60))
+    for name, r in sorted(table.items(), key=lambda kv: -metric.goodness(kv[1]["auc"])):
+        accs = " ".join(fmt(r[f"{metric.name}@{p}"], 7, 4) for p in (20, 40, 60))
         lines.append(
             f"{name:<12} {r['auc']:.4f}±{r['auc_std']:.4f} {accs} "
             f"{fmt(r['spearman_ablation'], 7, 2)} {fmt(r['stability'], 6, 2)} "

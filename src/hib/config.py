@@ -23,7 +23,7 @@ DEFAULT_SEED = 1337
 
 @dataclass
 class DataConfig:
-    root: str | None = None  # a Speech Commands-layout folder; None = the synthesized corpus
+    root: str | None = None  # a folder in the task's layout; None = the synthesized corpus
     protocol: str = "lists"  # "lists" (validation_list/testing_list) or "superb"
     test_root: str | None = None  # superb protocol: the separate official test set
     synth_clips: int = 10000  # size of the synthesized corpus when root is None
@@ -31,6 +31,10 @@ class DataConfig:
     snr_db: tuple[float, float] = (0.0, 20.0)
     train_limit: int | None = None  # use at most this many training clips (quick runs)
     eval_limit: int | None = None  # ... and validation clips
+    test_limit: int | None = None  # ... and test clips (a seeded subset: demos, not figures)
+    # folder names of the fitting, validation and test splits, for layouts whose split is a
+    # folder (LibriSpeech: e.g. [train-clean-100, dev-clean, test-clean]); None = the task's
+    splits: tuple[str, str, str] | None = None
 
 
 @dataclass
@@ -44,10 +48,22 @@ class DownstreamConfig:
     proj_dim: int = 256
 
 
+HEAD_SCOPES = ("encoder", "decoder", "all")
+
+
 @dataclass
 class HeadsConfig:
     stats_clips: int = 1000  # training clips for each head's context mean/std (Welford)
     fill: str = "mean"  # what a removed head passes on: its training mean, or "zero"
+    # which heads: the encoder's self-attention; or (asr, Whisper) the decoder's self- and
+    # cross-attention heads, or both (docs/asr.md "Decoder heads")
+    scope: str = "encoder"
+
+    def __post_init__(self) -> None:
+        if self.scope not in HEAD_SCOPES:
+            raise ConfigError(
+                f"config key 'heads.scope': {self.scope!r} is not one of {', '.join(HEAD_SCOPES)}"
+            )
 
 
 @dataclass
@@ -71,6 +87,7 @@ class EvalConfig:
     # measurement cached per machine), else float32 (hib.precision)
     precision: str = "auto"
     cache_gb: float = 2.0  # memory for the unmasked layer inputs of evaluation sets (layer_cache)
+    batch_size: int | None = None  # clips per evaluation forward; None = the task's default
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -96,6 +113,7 @@ class TrainConfig:
 @dataclass
 class Config:
     seed: int = DEFAULT_SEED
+    task: str = "ks"  # hib.tasks: ks, asr, or a registered task of your own
     data: DataConfig = field(default_factory=DataConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     downstream: DownstreamConfig = field(default_factory=DownstreamConfig)

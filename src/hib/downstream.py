@@ -1,21 +1,28 @@
-"""The keyword-spotting model: an upstream plus SUPERB's utterance-level downstream.
+"""SUPERB's utterance-level downstream, shared by every utterance classification task (KS, SID,
+a user's own).
 
-SUPERB KS downstream: learnable softmax-weighted sum over all hidden layers (each layer
-normalised first, so a layer's scale does not decide its weight), linear to 256, mean pooling
-over time, linear to the classes. The upstream is frozen unless the config fine-tunes it.
+Learnable softmax-weighted sum over all hidden layers (each layer normalised first, so a layer's
+scale does not decide its weight), linear to 256, mean pooling over time (over the valid frames
+of padded clips), linear to the classes. The upstream is frozen unless the config fine-tunes it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import default_collate
 
-from hib.heads import Heads, HeadStats
+from hib.tasks.base import Batch, EvalResult, Metric, TaskModel
 from hib.upstream.base import Upstream
 
+ACCURACY = Metric("accuracy", higher_is_better=True)
 
-class KSHead(nn.Module):
+
+class UtteranceHead(nn.Module):
     """Task head on top of the upstream's hidden states (the part trained in SUPERB)."""
 
     def __init__(self, n_hidden_states: int, hidden_size: int, n_classes: int, proj_dim: int = 256):
@@ -31,37 +38,86 @@ class KSHead(nn.Module):
         weights = torch.softmax(self.layer_weights, dim=0)
         return torch.einsum("l,lbtd->btd", weights, stacked)
 
-    def forward(self, hidden_states: list[torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, hidden_states: list[torch.Tensor], frames: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits; `frames` (B,) valid positions per clip when the batch was padded."""
         x = self.proj(self.pool(hidden_states))
-        return self.classifier(x.mean(dim=1))
+        if frames is None:
+            return self.classifier(x.mean(dim=1))
+        valid = (torch.arange(x.shape[1]) < frames[:, None]).to(x.dtype)[..., None]
+        return self.classifier((x * valid).sum(1) / frames[:, None].clamp(min=1).to(x.dtype))
 
 
-class KSModel(nn.Module):
-    """Waveforms (B, 16000) -> class logits (B, n_classes)."""
+def collate_clips(items: Sequence[tuple[torch.Tensor, Any]]) -> Batch:
+    """(waveform, label) items -> a batch; clips of unequal length are zero-padded at the end
+    and their lengths kept (equal ones are stacked as they are)."""
+    lengths = {len(wave) for wave, _ in items}
+    if len(lengths) <= 1:
+        waves, labels = default_collate(list(items))
+        return Batch(waves, labels)
+    sizes = torch.tensor([len(wave) for wave, _ in items])
+    waves = torch.zeros(len(items), int(sizes.max()))
+    for row, (wave, _) in enumerate(items):
+        waves[row, : len(wave)] = wave
+    return Batch(waves, default_collate([label for _, label in items]), sizes)
 
-    def __init__(self, upstream: Upstream, head: KSHead):
-        super().__init__()
-        self.upstream = upstream
-        self.head = head
-        self.head_stats: HeadStats | None = None  # context mean/std per head, set after training
 
-    def heads(self) -> Heads:
-        """The upstream's heads, with this model's statistics (for mean fill and HIB)."""
-        return Heads(self.upstream, self.head_stats)
+class UtteranceClassifier(TaskModel):
+    """Waveforms (B, N) -> class logits (B, n_classes); loss = cross-entropy, metric accuracy
+    (overall and per class)."""
+
+    head: UtteranceHead
+    metric = ACCURACY
+
+    def __init__(self, upstream: Upstream, head: UtteranceHead, classes: Sequence[str]):
+        super().__init__(upstream, head)
+        self.classes = tuple(classes)
 
     @classmethod
-    def build(cls, upstream: Upstream, n_classes: int, proj_dim: int = 256) -> KSModel:
-        n_hidden = upstream.n_layers + 1
-        return cls(upstream, KSHead(n_hidden, upstream.hidden_size, n_classes, proj_dim))
+    def build(
+        cls, upstream: Upstream, classes: int | Sequence[str], proj_dim: int = 256
+    ) -> UtteranceClassifier:
+        """`classes`: their names, or how many (then named by index)."""
+        names = [str(i) for i in range(classes)] if isinstance(classes, int) else list(classes)
+        head = UtteranceHead(upstream.n_layers + 1, upstream.hidden_size, len(names), proj_dim)
+        return cls(upstream, head, names)
 
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        return self.head(self.upstream(waveforms).hidden_states)
+    def collate(self, items: Sequence[tuple[torch.Tensor, Any]]) -> Batch:
+        return collate_clips(items)
 
-    def from_states(self, states: list[torch.Tensor]) -> torch.Tensor:
-        """Logits from known raw layer inputs (Upstream.layer_inputs): the forward of the
-        layers after them only, for methods that mask one layer's heads at a time."""
-        return self.head(self.upstream.forward_from(states).hidden_states)
+    def outputs(self, hidden_states: list[torch.Tensor], batch: Batch) -> torch.Tensor:
+        frames = None
+        if batch.lengths is not None:
+            frames = self.upstream.output_frames(batch.lengths).clamp(max=hidden_states[0].shape[1])
+        return self.head(hidden_states, frames)
 
-    def freeze_upstream(self, frozen: bool = True) -> None:
-        for p in self.upstream.parameters():
-            p.requires_grad_(not frozen)
+    def loss_of(self, outputs: torch.Tensor, batch: Batch, reduction: str = "mean") -> torch.Tensor:
+        return F.cross_entropy(outputs, batch.targets, reduction=reduction)
+
+    def predict(self, hidden_states: list[torch.Tensor], batch: Batch) -> torch.Tensor:
+        return self.outputs(hidden_states, batch).float().argmax(dim=-1)
+
+    def summarize(self, predictions: list[torch.Tensor], batches: list[Batch]) -> EvalResult:
+        empty = torch.empty(0, dtype=torch.long)
+        preds = torch.cat(predictions) if predictions else empty
+        labels = torch.cat([b.targets for b in batches]) if batches else empty
+        per_class = {}
+        for idx, name in enumerate(self.classes):
+            of_class = labels == idx
+            if of_class.any():
+                per_class[name] = (preds[of_class] == idx).float().mean().item()
+        n = len(labels)
+        value = (preds == labels).float().mean().item() if n else float("nan")
+        return EvalResult("accuracy", value, n, {"per_class": per_class})
+
+    def answer(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return outputs.argmax(dim=-1)
+
+    def answer_probability(
+        self, outputs: torch.Tensor, batch: Batch, answer: torch.Tensor
+    ) -> torch.Tensor:
+        return outputs.softmax(dim=-1).gather(1, answer[:, None]).sum()
+
+    def correct(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return (outputs.argmax(dim=-1) == batch.targets).sum().float()

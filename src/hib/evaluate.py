@@ -1,4 +1,4 @@
-"""Accuracy of a KS model on a split, overall and per class, with or without a head mask.
+"""A task model's metric on a split (accuracy, WER ...), with or without a head mask.
 
 A masked evaluation runs the *physically* pruned model (heads.Heads.prune: the same outputs as
 the mean-fill mask within float rounding, and fewer operations), and with a `LayerCache` it
@@ -10,28 +10,18 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from hib.data.speech_commands import CLASSES, KSDataset
-from hib.downstream import KSModel
-from hib.layer_cache import LayerCache, fixed_batches, has_context_hooks
+from hib.layer_cache import LayerCache, has_context_hooks
 from hib.precision import autocast
+from hib.tasks.base import Batch, EvalResult, TaskModel
 
 
-@dataclass
-class EvalResult:
-    accuracy: float
-    n: int
-    per_class: dict[str, float]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def first_changed_layer(model: KSModel, mask: torch.Tensor | None) -> int:
+def first_changed_layer(model: TaskModel, mask: torch.Tensor | None) -> int:
     """The first layer with a head the mask removes (n_layers when it removes none)."""
     heads = model.heads()
     if mask is not None:
@@ -41,79 +31,68 @@ def first_changed_layer(model: KSModel, mask: torch.Tensor | None) -> int:
     return heads.n_layers
 
 
-def pruned_model(model: KSModel, mask: torch.Tensor | None, fill: str = "mean") -> KSModel:
-    """`model` itself when the mask removes nothing, else a physically pruned copy of it
-    (the task head is shared; only the upstream is copied)."""
+def pruned_model(model: TaskModel, mask: torch.Tensor | None, fill: str = "mean") -> TaskModel:
+    """`model` itself when the mask removes nothing, else a copy whose upstream is physically
+    pruned (the task head is shared; only the upstream is copied)."""
     if first_changed_layer(model, mask) == model.heads().n_layers:
         return model
-    pruned = KSModel(copy.deepcopy(model.upstream), model.head)
-    pruned.head_stats = model.head_stats
+    pruned = model.replaced(upstream=copy.deepcopy(model.upstream))
     pruned.heads().prune(mask, fill)
     return pruned
 
 
 @torch.no_grad()
 def predict(
-    model: KSModel,
-    dataset: KSDataset,
+    model: TaskModel,
+    dataset: Dataset,
     batch_size: int = 64,
     progress: bool = False,
     precision: str = "float32",
     mask: torch.Tensor | None = None,
     fill: str = "mean",
     cache: LayerCache | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predicted labels, true labels) over the whole dataset, in order, at a resolved precision.
+) -> tuple[list[Any], list[Batch]]:
+    """(per-batch predictions, the batches' targets) over the whole dataset, in order, at a
+    resolved precision.
 
     `mask` (L, H) keep-mask: removed heads pass `fill`. Under another head hook (inside
     `Heads.gated` etc.) the mask is a hook too and nothing is cached: the features are not the
-    unmasked ones then.
+    unmasked ones then. The same for heads outside the upstream (decoder scope), which the
+    physically pruned upstream copy does not reach.
     """
     model.eval()
-    if has_context_hooks(model.upstream):
+    if has_context_hooks(model.upstream) or model.head_source() is not model.upstream:
+        # under other hooks, or heads beyond the upstream (decoder): masks as hooks, no cache
         masking = model.heads().masked(mask, fill) if mask is not None else nullcontext()
         with masking:
             return _predict(model, _layer0_batches(model, dataset, batch_size), progress, precision)
     runner = pruned_model(model, mask, fill)
     entry = None
     if cache is not None:
-        entry = cache.get(model.upstream, dataset, precision, batch_size)
+        entry = cache.get(model, dataset, precision, batch_size)
     if entry is None:
         return _predict(runner, _layer0_batches(runner, dataset, batch_size), progress, precision)
     return _predict(runner, entry.batches(first_changed_layer(model, mask)), progress, precision)
 
 
-def _layer0_batches(model: KSModel, dataset: KSDataset, batch_size: int) -> Iterator[tuple]:
-    for waves, *rest in fixed_batches(dataset, batch_size):
-        yield [model.upstream.embed(waves)], rest
+def _layer0_batches(model: TaskModel, dataset: Dataset, batch_size: int) -> Iterator[tuple]:
+    for batch in model.batches(dataset, batch_size):
+        yield [model.upstream.embed(batch.waves)], batch.without_waves()
 
 
 def _predict(
-    model: KSModel, batches: Iterable[tuple], progress: bool, precision: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Finish each batch's forward from its known layer inputs; (predictions, labels)."""
-    preds, labels = [], []
+    model: TaskModel, batches: Iterable[tuple], progress: bool, precision: str
+) -> tuple[list[Any], list[Batch]]:
+    """Finish each batch's forward from its known layer inputs; (predictions, batches)."""
+    preds, seen = [], []
     with autocast(precision):
-        for states, (y, *_) in tqdm(batches, desc="eval", disable=not progress, leave=False):
+        for states, batch in tqdm(batches, desc="eval", disable=not progress, leave=False):
             hidden = model.upstream.forward_from(states).hidden_states
-            preds.append(model.head(hidden).float().argmax(dim=-1))
-            labels.append(y)
-    if not preds:
-        return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
-    return torch.cat(preds), torch.cat(labels)
+            preds.append(model.predict(hidden, batch))
+            seen.append(batch)
+    return preds, seen
 
 
-def score_predictions(preds: torch.Tensor, labels: torch.Tensor) -> EvalResult:
-    per_class = {}
-    for idx, name in enumerate(CLASSES):
-        mask = labels == idx
-        if mask.any():
-            per_class[name] = (preds[mask] == idx).float().mean().item()
-    n = len(labels)
-    accuracy = (preds == labels).float().mean().item() if n else float("nan")
-    return EvalResult(accuracy=accuracy, n=n, per_class=per_class)
-
-
-def evaluate(model: KSModel, dataset: KSDataset, *args, **kwargs) -> EvalResult:
-    """`predict`'s arguments; accuracy overall and per class."""
-    return score_predictions(*predict(model, dataset, *args, **kwargs))
+def evaluate(model: TaskModel, dataset: Dataset, *args, **kwargs) -> EvalResult:
+    """`predict`'s arguments; the model's metric overall and its breakdown."""
+    return model.summarize(*predict(model, dataset, *args, **kwargs))

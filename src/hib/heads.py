@@ -13,14 +13,15 @@ maps each layer's current heads back to their original indices, and masks are al
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from hib.upstream.base import AttentionBlock, Upstream
+from hib.upstream.base import AttentionBlock, Upstream, mark_unpruned
 
 ContextFn = Callable[[int, torch.Tensor], torch.Tensor]
 FILLS = ("mean", "zero")
@@ -57,15 +58,13 @@ class HeadStats:
 
 
 class Heads:
-    """All attention heads of one upstream."""
+    """All attention heads of one upstream (or of any head source, e.g. Whisper's decoder)."""
 
     def __init__(self, upstream: Upstream, stats: HeadStats | None = None):
         self.upstream = upstream
         self.blocks: list[AttentionBlock] = upstream.attention_blocks()
         self.stats = stats
-        if not hasattr(upstream, "kept_heads"):  # first sight of this upstream: unpruned
-            upstream.kept_heads = [list(range(b.num_heads)) for b in self.blocks]
-            upstream.head_grid = (len(self.blocks), max(b.num_heads for b in self.blocks))
+        mark_unpruned(upstream)
 
     # --- enumeration -------------------------------------------------------------------
     @property
@@ -184,30 +183,49 @@ class Heads:
 
     # --- statistics ----------------------------------------------------------------------
     @torch.no_grad()
-    def fit_stats(self, batches: Iterator[torch.Tensor], max_clips: int) -> HeadStats:
-        """Mean and std of each head's context over up to max_clips clips (Welford, batched)."""
+    def fit_stats(
+        self,
+        batches: Iterable[Any],
+        max_clips: int,
+        forward: Callable[[Any], Any] | None = None,
+    ) -> HeadStats:
+        """Mean and std of each head's context over up to max_clips clips (Welford, batched).
+
+        `forward(batch)` runs the model on one batch (default: `self.upstream(batch)` on a
+        waveform batch cut to the clips still wanted). A layer may record several contexts per
+        batch (consecutive clips along dim 0, e.g. one decoder pass per transcript); clips past
+        max_clips are dropped from the records, and every layer counts its own frames.
+        """
         shape = (*self.shape, self.head_dim)
-        count = torch.zeros(())
+        count = torch.zeros(self.n_layers)
         mean, m2 = torch.zeros(shape), torch.zeros(shape)
         seen = 0
-        for waves in batches:
-            waves = waves[: max_clips - seen]
+        for batch in batches:
+            wanted = max_clips - seen
+            if forward is None:
+                batch = batch[:wanted]
             with self.capture() as record:
-                self.upstream(waves)
+                (forward or self.upstream)(batch)
+            record = [_first_clips(entries, wanted) for entries in record]
             for layer, kept in enumerate(self.kept):
-                ctx = record[layer][0].reshape(-1, len(kept), self.head_dim).double()
+                if not kept:  # a layer that lost every head records nothing
+                    continue
+                ctx = torch.cat([c.reshape(-1, len(kept), self.head_dim) for c in record[layer]])
+                ctx = ctx.double()
                 n_b = torch.tensor(float(ctx.shape[0]))
                 b_mean = ctx.mean(0)
                 b_m2 = ((ctx - b_mean) ** 2).sum(0)
                 delta = b_mean - mean[layer, kept].double()
-                total = count + n_b
+                total = count[layer] + n_b
                 mean[layer, kept] = (mean[layer, kept] + delta * n_b / total).float()
-                m2[layer, kept] = (m2[layer, kept] + b_m2 + delta**2 * count * n_b / total).float()
-            count += record[0][0].shape[0] * record[0][0].shape[1]
-            seen += len(waves)
+                m2[layer, kept] = (
+                    m2[layer, kept] + b_m2 + delta**2 * count[layer] * n_b / total
+                ).float()
+                count[layer] += ctx.shape[0]
+            seen += max(sum(c.shape[0] for c in entries) for entries in record)
             if seen >= max_clips:
                 break
-        std = (m2 / count.clamp(min=1)).sqrt()
+        std = (m2 / count.clamp(min=1)[:, None, None]).sqrt()
         self.stats = HeadStats(mean, std, seen)
         return self.stats
 
@@ -229,10 +247,11 @@ class Heads:
                 continue
             d = block.head_dim
             out_proj = block.out_proj
-            folded = torch.zeros(out_proj.out_features)
+            # summed in float64: mask = removal is then exact to the model's own precision
+            folded = torch.zeros(out_proj.out_features, dtype=torch.float64)
             for i in drop_local:
                 cols = out_proj.weight[:, i * d : (i + 1) * d]
-                folded += cols @ values[layer, kept[i]].to(cols.dtype)
+                folded += cols.double() @ values[layer, kept[i]].double()
             inert = not keep_local
             rows = _head_rows(keep_local or [0], d)
             for name in ("q_proj", "k_proj", "v_proj"):
@@ -245,7 +264,7 @@ class Heads:
             new_out = _slice_linear(out_proj, rows, dim=1, force_bias=True)
             if inert:
                 new_out.weight.zero_()
-            new_out.bias += folded
+            new_out.bias += folded.to(new_out.bias.dtype)
             block.module.out_proj = new_out
             block.module.num_heads = max(len(keep_local), 1)
             if hasattr(block.module, "embed_dim_inner"):
@@ -311,6 +330,17 @@ class Heads:
         for layer, (kept, values) in enumerate(zip(self.kept, per_layer, strict=True)):
             out[layer, kept] = values[: len(kept)].detach().float()
         return out
+
+
+def _first_clips(entries: list[torch.Tensor], n: int) -> list[torch.Tensor]:
+    """The recorded contexts of the first n clips (entries hold consecutive clips on dim 0)."""
+    out = []
+    for ctx in entries:
+        if n <= 0:
+            break
+        out.append(ctx[:n])
+        n -= ctx.shape[0]
+    return out
 
 
 def _head_rows(heads: list[int], head_dim: int) -> torch.Tensor:

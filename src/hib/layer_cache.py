@@ -20,17 +20,18 @@ identical outputs (tests/test_layer_cache.py).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
 from hib.io import save_tensors
 from hib.precision import autocast
+from hib.tasks.base import Batch, TaskModel
 from hib.upstream.base import Upstream
 
 DEFAULT_BUDGET_BYTES = 2 * 2**30
@@ -42,7 +43,7 @@ class CachedSet:
 
     key: str
     depth: int  # n_layers when every layer input is kept (the last "input" is the final output)
-    extras: list[tuple[Any, ...]]  # per batch, what the loader gave besides the waveforms
+    extras: list[Batch]  # per batch, its targets and lengths (the waveforms are not kept)
     states: list[list[torch.Tensor]] = field(default_factory=list)  # empty when on disk
     path: Path | None = None
 
@@ -50,8 +51,9 @@ class CachedSet:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for batch in self.states for t in batch)
 
-    def batches(self, first_changed: int) -> Iterator[tuple[list[torch.Tensor], tuple[Any, ...]]]:
-        """(layer inputs 0..k, extras) per batch, k = the deepest unchanged input available."""
+    def batches(self, first_changed: int) -> Iterator[tuple[list[torch.Tensor], Batch]]:
+        """(layer inputs 0..k, batch without waveforms) per batch, k = the deepest unchanged
+        input available."""
         upto = min(first_changed, self.depth)
         if self.path is None:
             for states, extras in zip(self.states, self.extras, strict=True):
@@ -60,15 +62,6 @@ class CachedSet:
         with safe_open(str(self.path), framework="pt") as f:
             for i, extras in enumerate(self.extras):
                 yield [f.get_tensor(f"b{i}")], extras
-
-
-def fixed_batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[Any, ...]]:
-    """The dataset in order, collated in batches, without a DataLoader: a DataLoader draws its
-    base seed from the global RNG, and whether a cached set is read must not move the RNG that
-    a resumed training run reproduces."""
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        yield tuple(default_collate(items))
 
 
 def _tensor_digest(digest: Any, tensor: torch.Tensor) -> None:
@@ -106,7 +99,7 @@ class LayerCache:
         self.budget_bytes = budget_bytes
         self.disk_dir = Path(disk_dir) if disk_dir is not None else None
         self._entries: dict[str, CachedSet] = {}  # clip-set digest -> its current entry
-        self._datasets: dict[tuple[int, int], tuple[Dataset, str, list]] = {}
+        self._datasets: dict[tuple[int, int], tuple[Dataset, str]] = {}
         self._upstreams: dict[tuple, str] = {}
 
     @property
@@ -115,14 +108,16 @@ class LayerCache:
 
     def get(
         self,
-        upstream: Upstream,
+        model: TaskModel,
         dataset: Dataset,
         precision: str,
         batch_size: int = 64,
     ) -> CachedSet | None:
-        """The set's entry, computing it on first use (or after a change); None when even its
-        layer-0 inputs exceed the budget and there is no disk folder."""
-        clips, batches = self._clips(dataset, batch_size)
+        """The set's entry (the dataset batched by the model's `collate`), computing it on
+        first use (or after a change); None when even its layer-0 inputs exceed the budget and
+        there is no disk folder."""
+        upstream = model.upstream
+        clips = self._clips(model, dataset, batch_size)
         fingerprint = _fingerprint(upstream)
         if fingerprint not in self._upstreams:
             self._upstreams[fingerprint] = upstream_digest(upstream)
@@ -131,41 +126,39 @@ class LayerCache:
         if entry is not None and entry.key == key:
             return entry
         self._entries.pop(clips, None)  # the old entry is invalid now: free its memory first
-        entry = self._compute(upstream, batches, key, precision)
+        entry = self._compute(upstream, model.batches(dataset, batch_size), key, precision)
         if entry is not None:
             self._entries[clips] = entry
         return entry
 
-    def _clips(self, dataset: Dataset, batch_size: int) -> tuple[str, list]:
-        """(digest of the clips as batched, the batches); read once per dataset object."""
+    def _clips(self, model: TaskModel, dataset: Dataset, batch_size: int) -> str:
+        """Digest of the clips as batched; read once per dataset object. The batches are not
+        kept (their waveforms are what the cache replaces): a recomputation collates again."""
         ident = (id(dataset), batch_size)
         if ident not in self._datasets:
             digest = hashlib.sha1(str(batch_size).encode())
-            batches = list(fixed_batches(dataset, batch_size))
-            for waves, *extras in batches:
-                _tensor_digest(digest, waves)
-                for extra in extras:
-                    if isinstance(extra, torch.Tensor):
-                        _tensor_digest(digest, extra)
+            for batch in model.batches(dataset, batch_size):
+                for part in (batch.waves, batch.lengths, batch.targets):
+                    if isinstance(part, torch.Tensor):
+                        _tensor_digest(digest, part)
                     else:
-                        digest.update(repr(extra).encode())
+                        digest.update(repr(part).encode())
             # the dataset stays referenced, so its id cannot be reused by another object
-            self._datasets[ident] = (dataset, digest.hexdigest(), batches)
-        _, digest, batches = self._datasets[ident]
-        return digest, batches
+            self._datasets[ident] = (dataset, digest.hexdigest())
+        return self._datasets[ident][1]
 
     @torch.no_grad()
     def _compute(
-        self, upstream: Upstream, batches: list, key: str, precision: str
+        self, upstream: Upstream, batches: Iterable[Batch], key: str, precision: str
     ) -> CachedSet | None:
-        with autocast(precision):
-            states = [upstream.layer_inputs(waves) for waves, *_ in batches]
-        extras = [tuple(rest) for _, *rest in batches]
-        entry = CachedSet(key, depth=upstream.n_layers, extras=extras, states=states)
+        entry = CachedSet(key, depth=upstream.n_layers, extras=[])
         free = self.budget_bytes - self.nbytes
-        if entry.nbytes <= free:
-            return entry
-        entry.depth, entry.states = 0, [batch[:1] for batch in states]
+        with autocast(precision):
+            for batch in batches:
+                entry.states.append(upstream.layer_inputs(batch.waves)[: entry.depth + 1])
+                entry.extras.append(batch.without_waves())
+                if entry.depth and entry.nbytes > free:  # every layer does not fit: layer 0
+                    entry.depth, entry.states = 0, [states[:1] for states in entry.states]
         if entry.nbytes <= free:
             return entry
         if self.disk_dir is None:

@@ -1,8 +1,8 @@
 """The Python API behind the CLI: a trained run folder, scored, pruned and reported.
 
-run = Run("runs/demo")
+run = Run("runs/demo/ks")
 run.score("hib")                        # (L, H) scores -> results.json, scores/hib.safetensors
-run.prune("hib", ratios=[0.2, 0.4])     # accuracy curve on the test split
+run.prune("hib", ratios=[0.2, 0.4])     # the task's metric (accuracy, WER) on the test split
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import torch
 
 from hib.bench import bench_pruning
 from hib.checkpoint import load_run, save_pruned
-from hib.data.speech_commands import KSDataset
-from hib.downstream import KSModel
 from hib.errors import HibError
 from hib.evaluate import EvalResult, evaluate
 from hib.io import read_tensors
@@ -33,37 +31,44 @@ from hib.prune import (
     curve_area,
     n_to_prune,
     parse_ratios,
+    point_value,
     prune_mask,
     refit_head,
     sweep,
 )
 from hib.results import read_results, update_results
 from hib.rundir import save_run_tensors, verified
-from hib.train import load_splits, training_noises
+from hib.tasks.base import Metric, Splits, Task, TaskModel, make_task
 
 VALIDATION_RATIOS = parse_ratios("0:0.9:0.1")
 RANDOM_SEEDS = 3  # = `hib compare`'s default seeds, so both meet the same random masks
 
 
 class Run:
-    """A trained run folder, with its model and data loaded once."""
+    """A run folder (trained, or created for a pretrained head), with its task, model and data
+    loaded once."""
 
     def __init__(self, run_dir: str | Path, progress: bool = True):
         self.dir = Path(run_dir)
         self.config, self.model = load_run(self.dir)
+        self.task: Task = make_task(self.config)
         self.progress = progress
-        self._splits: dict[str, Any] | None = None
-        self._accuracy: dict[tuple[str, str, str, bytes], float] = {}
+        self._splits: Splits | None = None
+        self._metric: dict[tuple[str, str, str, bytes], float] = {}
         budget = int(self.config.eval.cache_gb * 2**30)
         self.layer_cache = LayerCache(budget, disk_dir=self.dir / "cache")
 
     @property
-    def splits(self) -> dict[str, Any]:
+    def metric(self) -> Metric:
+        return self.model.metric
+
+    @property
+    def splits(self) -> Splits:
         if self._splits is None:
-            self._splits = load_splits(self.config, self.progress)
+            self._splits = self.task.load_splits(self.progress)
         return self._splits
 
-    def split(self, name: str) -> KSDataset:
+    def split(self, name: str) -> Any:
         return self.splits[name]
 
     @property
@@ -72,17 +77,18 @@ class Run:
 
     def evaluate(
         self,
-        dataset: KSDataset,
+        dataset: Any,
         mask: torch.Tensor | None = None,
-        model: KSModel | None = None,
+        model: TaskModel | None = None,
         progress: bool = False,
     ) -> EvalResult:
-        """Accuracy on `dataset`, with `mask` applied (the run's fill), at the run's precision,
-        from the run's cache of unmasked layer inputs."""
+        """The task's metric on `dataset`, with `mask` applied (the run's fill), at the run's
+        precision, from the run's cache of unmasked layer inputs."""
         model = self.model if model is None else model
         return evaluate(
             model,
             dataset,
+            self.config.eval.batch_size or model.eval_batch_size,
             progress=progress,
             precision=self.precision,
             mask=mask,
@@ -97,7 +103,10 @@ class Run:
 
     # --- scores --------------------------------------------------------------------------
     def _method(self, name: str, seed: int | None = None, **options: Any):
-        common = {"seed": self.config.seed if seed is None else seed}
+        common = {
+            "seed": self.config.seed if seed is None else seed,
+            "batch_size": self.model.fit_batch_size,
+        }
         if name == "hib":
             options.setdefault("progress", self.progress)
         return get_method(name, **common, **options)
@@ -106,8 +115,14 @@ class Run:
         method = self._method(name, seed, **options)
         return method.score(self.model, self.split("train"))
 
-    def select_beta(self, betas: tuple[float, ...] = DEFAULT_BETAS, **options: Any) -> dict:
-        """Fit HIB at each beta; keep the one with the largest validation-curve area."""
+    def select_beta(
+        self,
+        betas: tuple[float, ...] = DEFAULT_BETAS,
+        ratios: list[float] = VALIDATION_RATIOS,
+        **options: Any,
+    ) -> dict:
+        """Fit HIB at each beta; keep the one with the best validation-curve area over
+        `ratios` (largest accuracy, smallest WER ...)."""
         trials = []
         for beta in betas:
             scores = self.compute_scores("hib", beta=beta, **options)
@@ -115,14 +130,14 @@ class Run:
                 self.model,
                 self.split("validation"),
                 scores,
-                VALIDATION_RATIOS,
+                ratios,
                 self.fill,
-                evaluate_masked=lambda mask: self.split_accuracy("validation", mask),
+                evaluate_masked=lambda mask: self.split_metric("validation", mask),
             )
             trials.append({"beta": beta, "area": curve_area(curve), "scores": scores})
             if self.progress:
                 print(f"hib beta {beta:g}: validation area {trials[-1]['area']:.4f}")
-        best = max(trials, key=lambda t: t["area"])
+        best = max(trials, key=lambda t: self.metric.goodness(t["area"]))
         return {
             "beta": best["beta"],
             "scores": best["scores"],
@@ -162,17 +177,17 @@ class Run:
         return scores
 
     # --- pruning -------------------------------------------------------------------------
-    def split_accuracy(self, split: str, mask: torch.Tensor) -> float:
-        """Accuracy on a split with `mask` applied; memoised, since sweeps of many methods and
-        seeds keep meeting the same masks (no pruning, everything pruned, shared low-ranked
+    def split_metric(self, split: str, mask: torch.Tensor) -> float:
+        """The metric on a split with `mask` applied; memoised, since sweeps of many methods
+        and seeds keep meeting the same masks (no pruning, everything pruned, shared low-ranked
         heads), so no mask is evaluated twice in a run."""
         key = (split, self.fill, self.precision, mask.to(torch.bool).numpy().tobytes())
-        if key not in self._accuracy:
-            self._accuracy[key] = self.evaluate(self.split(split), mask).accuracy
-        return self._accuracy[key]
+        if key not in self._metric:
+            self._metric[key] = self.evaluate(self.split(split), mask).value
+        return self._metric[key]
 
-    def test_accuracy(self, mask: torch.Tensor) -> float:
-        return self.split_accuracy("test", mask)
+    def test_metric(self, mask: torch.Tensor) -> float:
+        return self.split_metric("test", mask)
 
     def _seed_scores(self, name: str) -> list[torch.Tensor]:
         """Random is a distribution, so its curve is a mean over seeds; others score once."""
@@ -190,7 +205,7 @@ class Run:
         iterative: bool = False,
         refit_ratios: list[float] | None = None,
     ) -> dict:
-        """Accuracy on the test split at each ratio (and after re-fitting the task head)."""
+        """The metric on the test split at each ratio (and after re-fitting the task head)."""
         rescore = None
         if iterative:
             if name == "random":
@@ -198,7 +213,7 @@ class Run:
             beta = read_results(self.dir).get("methods", {}).get(name, {}).get("beta")
             extra = {"beta": beta} if name == "hib" and beta is not None else {}
             rescore = lambda mask: self.compute_scores(name, **extra)  # noqa: E731
-        curves = self._sweeps(name, ratios, min_per_layer, self.test_accuracy, rescore)
+        curves = self._sweeps(name, ratios, min_per_layer, self.test_metric, rescore)
         record: dict[str, Any] = {
             "curve": mean_curve(curves),
             "fill": self.fill,
@@ -213,11 +228,11 @@ class Run:
         return record
 
     def refit_curve(self, name: str, ratios: list[float], min_per_layer: int) -> list[dict]:
-        def refit_accuracy(mask: torch.Tensor) -> float:
+        def refit_metric(mask: torch.Tensor) -> float:
             refit = self._refit(mask)
-            return self.evaluate(self.split("test"), mask, refit).accuracy
+            return self.evaluate(self.split("test"), mask, refit).value
 
-        return mean_curve(self._sweeps(name, ratios, min_per_layer, refit_accuracy))
+        return mean_curve(self._sweeps(name, ratios, min_per_layer, refit_metric))
 
     def _sweeps(
         self,
@@ -242,18 +257,11 @@ class Run:
             for scores in self._seed_scores(name)
         ]
 
-    def _refit(self, mask: torch.Tensor) -> KSModel:
+    def _refit(self, mask: torch.Tensor) -> TaskModel:
         """The model with its task head re-trained on the `mask`-pruned features."""
-        split = self.split("train")
         return refit_head(
-            self.model, mask, split, self.noises, self.config, self.fill, self.precision
+            self.task, self.model, mask, self.split("train"), self.fill, self.precision
         )
-
-    @cached_property
-    def noises(self) -> list:
-        """Background noises for training-time augmentation (none when it is off); read once,
-        not once per re-fit."""
-        return training_noises(self.splits["root"], self.config)
 
     def mask_for(self, name: str, ratio: float, min_per_layer: int = 0) -> torch.Tensor:
         """The keep-mask `name`'s stored scores give at pruned fraction `ratio`."""
@@ -262,12 +270,17 @@ class Run:
         n = n_to_prune(ratio, heads.n_layers * heads.n_heads)
         return prune_mask(self.stored_scores(name), n, min_per_layer)
 
-    def pruned_accuracy(self, name: str, ratio: float, dataset: KSDataset) -> dict:
+    def pruned_result(self, name: str, ratio: float, dataset: Any) -> dict:
         """Evaluate `dataset` with `name`'s pruning at `ratio` (mean fill unless configured)."""
         return self.evaluate(dataset, self.mask_for(name, ratio)).to_dict()
 
     def export(self, name: str, ratio: float, out: Path, refit: bool = False) -> Path:
         """Write a physically pruned copy of the model (optionally with a re-fitted head)."""
+        if self.model.head_source() is not self.model.upstream:
+            raise HibError(
+                f"export prunes upstream heads only; heads.scope={self.config.heads.scope} "
+                "reaches the decoder (score, prune and eval work there; export does not yet)"
+            )
         mask = self.mask_for(name, ratio)
         model = self.model
         if refit:
@@ -284,8 +297,8 @@ class Run:
         save_pruned(Path(out), model, self.config, spec)
         return Path(out)
 
-    def generalization(self, name: str, ratios: list[float], other: KSDataset) -> list[dict]:
-        """Accuracy with `name`'s pruning on the test split and on another corpus, per ratio."""
+    def generalization(self, name: str, ratios: list[float], other: Any) -> list[dict]:
+        """The metric with `name`'s pruning on the test split and on another corpus, per ratio."""
         points = []
         for ratio in ratios:
             mask = self.mask_for(name, ratio)
@@ -293,22 +306,27 @@ class Run:
                 {
                     "ratio": ratio,
                     "pruned": int((~mask).sum()),
-                    "test": self.test_accuracy(mask),
-                    "other": self.pruned_accuracy(name, ratio, other)["accuracy"],
+                    "test": self.test_metric(mask),
+                    "other": self.evaluate(other, mask).value,
                 }
             )
         return points
 
-    def bench(self, name: str, ratio: float, **options: Any) -> dict[str, float]:
-        return bench_pruning(self.model, self.mask_for(name, ratio), self.fill, **options)
+    def bench(
+        self, name: str, ratio: float, batch: int = 16, repeats: int = 30
+    ) -> dict[str, float]:
+        """Physically pruned vs unpruned on the first `batch` test clips (bench_pruning)."""
+        test = self.split("test")
+        clips = torch.utils.data.Subset(test, range(min(batch, len(test))))
+        waves = next(self.model.batches(clips, batch)).waves
+        return bench_pruning(self.model, self.mask_for(name, ratio), waves, self.fill, repeats)
 
 
 def mean_curve(curves: list[list[dict]]) -> list[dict]:
-    return [
-        {
-            "ratio": points[0]["ratio"],
-            "pruned": points[0]["pruned"],
-            "accuracy": float(np.mean([p["accuracy"] for p in points])),
-        }
-        for points in zip(*curves, strict=True)
-    ]
+    """The point-wise mean of curves over the same ratios (random's seeds)."""
+    mean = []
+    for points in zip(*curves, strict=True):
+        (name,) = (k for k in points[0] if k not in ("ratio", "pruned"))
+        value = float(np.mean([point_value(p) for p in points]))
+        mean.append({"ratio": points[0]["ratio"], "pruned": points[0]["pruned"], name: value})
+    return mean

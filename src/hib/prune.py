@@ -1,28 +1,25 @@
 """Pruning by score: rank heads globally, remove the lowest, measure what is left.
 
-`curve` entries are {"ratio": pruned/all, "pruned": int, "accuracy": float}. Without `refit`
-the task head stays as trained (the paper's protocol); with `refit` the task head is re-trained
-on the pruned model's features, reported as a separate curve.
+`curve` entries are {"ratio": pruned/all, "pruned": int, <metric name>: float}, e.g.
+"accuracy" or "wer". Without `refit` the task head stays as trained (the paper's protocol);
+with `refit` the task head is re-trained on the pruned model's features, reported as a separate
+curve.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch.utils.data import Dataset
 
-from hib.config import Config
-from hib.data.speech_commands import KSDataset
-from hib.downstream import KSModel
 from hib.errors import HibError
 from hib.evaluate import evaluate, pruned_model
 from hib.layer_cache import LayerCache
 from hib.precision import autocast
-from hib.train import epoch_loader
+from hib.tasks.base import Task, TaskModel
 
 MAX_RATIOS = 10_000  # points of one sweep; more is a typo in the step
 
@@ -83,8 +80,8 @@ def prune_mask(scores: torch.Tensor, n_prune: int, min_per_layer: int = 0) -> to
 
 
 def sweep(
-    model: KSModel,
-    dataset: KSDataset,
+    model: TaskModel,
+    dataset: Dataset,
     scores: torch.Tensor,
     ratios: list[float],
     fill: str = "mean",
@@ -94,7 +91,7 @@ def sweep(
     precision: str = "float32",
     cache: LayerCache | None = None,
 ) -> list[dict]:
-    """Accuracy at each pruned fraction, evaluated at `precision` (with `cache`, from the
+    """The model's metric at each pruned fraction, evaluated at `precision` (with `cache`, from the
     deepest layer input each mask leaves unchanged).
 
     rescore: iterative pruning; called with the current mask (active while it runs), returns
@@ -115,55 +112,63 @@ def sweep(
             fresh = torch.where(mask, fresh, torch.full_like(fresh, -torch.inf))
             mask = prune_mask(fresh, n, min_per_layer)
         if evaluate_masked is not None:
-            accuracy = evaluate_masked(mask)
+            value = evaluate_masked(mask)
         else:
-            accuracy = evaluate(
+            value = evaluate(
                 model, dataset, precision=precision, mask=mask, fill=fill, cache=cache
-            ).accuracy
-        curve.append({"ratio": ratio, "pruned": int((~mask).sum()), "accuracy": accuracy})
+            ).value
+        curve.append({"ratio": ratio, "pruned": int((~mask).sum()), model.metric.name: value})
     return curve
 
 
+def point_value(point: dict) -> float:
+    """A curve point's metric value, whatever the metric's name."""
+    (value,) = (v for k, v in point.items() if k not in ("ratio", "pruned"))
+    return value
+
+
 def curve_area(curve: list[dict], max_ratio: float = 0.9) -> float:
-    """Mean accuracy over the curve's pruned fractions from 0 to max_ratio."""
-    points = [p["accuracy"] for p in curve if p["ratio"] <= max_ratio + 1e-9]
+    """Mean metric over the curve's pruned fractions from 0 to max_ratio."""
+    points = [point_value(p) for p in curve if p["ratio"] <= max_ratio + 1e-9]
     return float(np.mean(points)) if points else float("nan")
 
 
 def refit_head(
-    model: KSModel,
+    task: Task,
+    model: TaskModel,
     mask: torch.Tensor,
-    train_set: KSDataset,
-    noises: list,
-    config: Config,
+    train_set: Dataset,
     fill: str = "mean",
     precision: str = "float32",
-) -> KSModel:
+) -> TaskModel:
     """A copy of the model whose task head is re-trained on the pruned model's features.
 
-    The upstream is frozen, so the pruned hidden states of `config.refit.clips` augmented
-    training clips are computed once (a forward without gradients, so at the resolved
-    evaluation `precision`) and the head trains `config.refit.epochs` epochs on them in float32.
-    The upstream is shared with `model`; the features come from its physically pruned copy.
+    The upstream is frozen, so the pruned hidden states of `config.refit.clips` training
+    batches (augmented as in training) are computed once (a forward without gradients, so at
+    the resolved evaluation `precision`) and the head trains `config.refit.epochs` epochs on
+    them in float32. The upstream is shared with `model`; the features come from its
+    physically pruned copy.
     """
-    refit = KSModel(model.upstream, copy.deepcopy(model.head))
-    refit.head_stats = model.head_stats
+    if not task.trains_head:
+        raise HibError(
+            f"task {task.name}: its head is the pretrained model's own; nothing to re-fit"
+        )
+    config = task.config
+    refit = model.replaced(head=copy.deepcopy(model.head))
     pruned = pruned_model(model, mask, fill)
-    cache_config = copy.deepcopy(config)
-    cache_config.train.steps_per_epoch = math.ceil(config.refit.clips / config.train.batch_size)
-    loader = epoch_loader(train_set, noises, cache_config, epoch=10_000)
+    batches = task.train_batches(train_set, model, epoch=10_000, clips=config.refit.clips)
     features = []
     with torch.no_grad(), autocast(precision):
-        for waves, labels in loader:
-            hidden = pruned.upstream(waves).hidden_states
-            features.append(([h.float() for h in hidden], labels))
+        for batch in batches:
+            hidden = pruned.upstream(batch.waves).hidden_states
+            features.append(([h.float() for h in hidden], batch))
     optimizer = torch.optim.AdamW(refit.head.parameters(), lr=config.refit.lr)
     generator = torch.Generator().manual_seed(config.seed)
     refit.head.train()
     for _ in range(config.refit.epochs):
         for i in torch.randperm(len(features), generator=generator).tolist():
-            hidden, labels = features[i]
-            loss = F.cross_entropy(refit.head(hidden), labels)
+            hidden, batch = features[i]
+            loss = refit.loss_of(refit.outputs(hidden, batch), batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

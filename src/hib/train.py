@@ -1,4 +1,4 @@
-"""Train the KS downstream (and optionally fine-tune the upstream); keep the best on validation.
+"""Train a task's downstream head (optionally fine-tuning the upstream); keep the best one.
 
 Every random draw is seeded from (config.seed, epoch), so a resumed run continues exactly as
 an uninterrupted one would have.
@@ -9,25 +9,22 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from hib.checkpoint import CONFIG_FILE, build_model, load_run, save_config, save_model
+from hib.checkpoint import CONFIG_FILE, load_run, save_config, save_model
 from hib.config import Config
-from hib.data.augment import Augment
-from hib.data.corpora import resolve_data_root
-from hib.data.speech_commands import KSDataset, background_noises, balanced_sampler, load_split
-from hib.downstream import KSModel
 from hib.errors import HibError
 from hib.evaluate import evaluate
 from hib.layer_cache import LayerCache
 from hib.precision import resolve_precision
 from hib.results import update_results
+from hib.tasks.base import Batch, Splits, Task, TaskModel, make_task
 from hib.trainstate import STATE_FILE, load_train_state, save_train_state
 
 
@@ -54,34 +51,7 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def limit(dataset: KSDataset, n: int | None, seed: int) -> KSDataset:
-    """A seeded random subset of n clips (all when n is None or larger)."""
-    if n is None or n >= len(dataset):
-        return dataset
-    order = np.random.default_rng(seed).permutation(len(dataset))[:n]
-    return dataset.subset(sorted(order.tolist()))
-
-
-def load_splits(config: Config, progress: bool = True) -> dict[str, KSDataset]:
-    data = config.data
-    root = resolve_data_root(data, progress)
-    test_root = Path(data.test_root) if data.test_root else None
-    splits = {
-        s: load_split(root, s, data.protocol, test_root=test_root)
-        for s in ("train", "validation", "test")
-    }
-    splits["train"] = limit(splits["train"], data.train_limit, config.seed)
-    splits["validation"] = limit(splits["validation"], data.eval_limit, config.seed + 1)
-    splits["root"] = root  # type: ignore[assignment]
-    return splits
-
-
-def training_noises(root: Path, config: Config) -> list:
-    """Background noises for training-time augmentation (none when it is off)."""
-    return background_noises(root) if config.data.augment else []
-
-
-def _optimizer(model: KSModel, config: Config) -> torch.optim.Optimizer:
+def _optimizer(model: TaskModel, config: Config) -> torch.optim.Optimizer:
     groups = [{"params": model.head.parameters(), "lr": config.train.lr}]
     if config.upstream.finetune:
         groups.append({"params": model.upstream.parameters(), "lr": config.train.upstream_lr})
@@ -97,20 +67,9 @@ def _cosine_schedule(optimizer: torch.optim.Optimizer, config: Config, n_train: 
     )
 
 
-def epoch_loader(train_set: KSDataset, noises: list, config: Config, epoch: int) -> DataLoader:
-    seed = config.seed * 1000 + epoch
-    dataset = train_set
-    if config.data.augment and noises:
-        dataset = train_set.with_transform(Augment(noises, snr_db=config.data.snr_db, seed=seed))
-    n = config.train.steps_per_epoch
-    num_samples = n * config.train.batch_size if n else len(train_set)
-    sampler = balanced_sampler(train_set, num_samples=num_samples, seed=seed)
-    return DataLoader(dataset, batch_size=config.train.batch_size, sampler=sampler)
-
-
 def train_epoch(
-    model: KSModel,
-    loader: DataLoader,
+    model: TaskModel,
+    batches: Iterable[Batch],
     optimizer: torch.optim.Optimizer,
     config: Config,
     desc: str,
@@ -121,53 +80,110 @@ def train_epoch(
     model.head.train()
     model.upstream.train(finetune)
     total, count = 0.0, 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress)
-    for waves, labels in bar:
+    bar = tqdm(batches, desc=desc, leave=False, disable=not progress)
+    for batch in bar:
         with torch.set_grad_enabled(finetune):
-            hidden = model.upstream(waves).hidden_states
-        loss = F.cross_entropy(model.head(hidden), labels)
+            hidden = model.upstream(batch.waves).hidden_states
+        loss = model.loss_of(model.outputs(hidden, batch), batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total, count = total + loss.item() * len(labels), count + len(labels)
+        total, count = total + loss.item() * len(batch), count + len(batch)
         bar.set_postfix(loss=f"{total / count:.3f}")
     return total / max(count, 1)
 
 
-def fit_head_stats(model: KSModel, train_set: KSDataset, noises: list, config: Config) -> None:
+def fit_head_stats(task: Task, model: TaskModel, train_set: Dataset) -> None:
     """Set each head's context mean/std over training clips (augmented as in training)."""
-    loader = epoch_loader(train_set, noises, config, epoch=-1)
     model.eval()
-    batches = (waves for waves, _ in loader)
-    model.head_stats = model.heads().fit_stats(batches, config.heads.stats_clips)
+    batches = task.stats_batches(train_set, model)
+    clips = task.config.heads.stats_clips
+    model.head_stats = model.heads().fit_stats(batches, clips, forward=model.stats_forward)
+
+
+def _loaded_splits(task: Task, progress: bool) -> Splits:
+    splits = task.load_splits(progress)
+    if len(splits.train) == 0:
+        raise HibError("the training split is empty: nothing to train on")
+    return splits
 
 
 def train(config: Config, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
-    """Train into run_dir; returns the results written to run_dir/results.json."""
+    """Train into run_dir; returns the results written to run_dir/results.json.
+
+    A task whose model keeps its pretrained head (ASR) has nothing to train: its run records
+    the config, the head statistics and the unpruned metrics.
+    """
     run_dir = Path(run_dir)
     start = time.perf_counter()
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     seed_everything(config.seed)
-    splits = load_splits(config, progress)
-    if len(splits["train"]) == 0:
-        raise HibError("the training split is empty: nothing to train on")
-    noises = training_noises(splits["root"], config)
+    task = make_task(config)
+    splits = _loaded_splits(task, progress)
     precision = resolve_precision(config.eval.precision)
+    if task.trains_head:
+        history, best = _train_head(task, splits, run_dir, resume, progress, precision)
+    else:
+        save_config(run_dir, config)
+        save_model(run_dir, task.build_model(), config)
+        history, best = [], None
+    _, best_model = load_run(run_dir)
+    fit_head_stats(task, best_model, splits.train)
+    save_model(run_dir, best_model, config)
+    batch_size = config.train.batch_size
+    test = evaluate(best_model, splits.test, batch_size, progress, precision)
+    reference = {}
+    if precision != "float32":  # what the faster precision costs, on record
+        fp32 = evaluate(best_model, splits.test, batch_size)
+        reference = {f"{test.metric}_float32": fp32.value}
+    record: dict = {"history": history, "seconds": time.perf_counter() - start}
+    if best is not None:
+        record[f"val_{task.metric.name}"] = best
+    return update_results(
+        run_dir,
+        {
+            "task": task.name,
+            "metric": task.metric.to_dict(),
+            "upstream": best_model.upstream.describe(),
+            "data": {
+                "root": str(splits.root),
+                "protocol": config.data.protocol,
+                "n_train": len(splits.train),
+                "n_validation": len(splits.validation),
+                "n_test": test.n,
+            },
+            test.metric: test.value,
+            **test.details,
+            "precision": precision,
+            "precision_requested": config.eval.precision,
+            **reference,
+            "train": record,
+        },
+    )
+
+
+def _train_head(
+    task: Task, splits: Splits, run_dir: Path, resume: bool, progress: bool, precision: str
+) -> tuple[list[dict], float]:
+    """Train the task head (and the upstream when fine-tuned), keeping the best on validation;
+    returns (history, best validation metric)."""
+    config = task.config
+    metric = task.metric
     # a frozen upstream gives the validation clips the same features every epoch: computed once
     cache = LayerCache(int(config.eval.cache_gb * 2**30))
-    model = build_model(config)
+    model = task.build_model()
     optimizer = _optimizer(model, config)
-    scheduler = _cosine_schedule(optimizer, config, len(splits["train"]))
+    scheduler = _cosine_schedule(optimizer, config, len(splits.train))
     state = load_train_state(run_dir) if resume else None
     if resume and state is None:
         if not (run_dir / CONFIG_FILE).is_file():
             raise HibError(f"{run_dir}: nothing to resume (no {STATE_FILE})")
         if progress:  # started, but killed before its first epoch ended
             print(f"{run_dir}: no finished epoch to resume, starting from the first")
-    first_epoch, best, history = 0, -1.0, []
+    first_epoch, best, history = 0, None, []
     if state is not None:
         model.head.load_state_dict(state["head"])
         if config.upstream.finetune:
@@ -178,18 +194,19 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
         if "rng" in state:  # states converted from train_state.pt have none
             set_rng_state(state["rng"])
     save_config(run_dir, config)
+    val_key = f"val_{metric.name}"
     for epoch in range(first_epoch, config.train.epochs):
-        loader = epoch_loader(splits["train"], noises, config, epoch)
+        batches = task.train_batches(splits.train, model, epoch)
         desc = f"epoch {epoch + 1}/{config.train.epochs}"
-        loss = train_epoch(model, loader, optimizer, config, desc, progress, scheduler)
+        loss = train_epoch(model, batches, optimizer, config, desc, progress, scheduler)
         val = evaluate(
-            model, splits["validation"], config.train.batch_size, progress, precision, cache=cache
+            model, splits.validation, config.train.batch_size, progress, precision, cache=cache
         )
-        history.append({"epoch": epoch + 1, "loss": loss, "val_accuracy": val.accuracy})
+        history.append({"epoch": epoch + 1, "loss": loss, val_key: val.value})
         if progress:
-            print(f"epoch {epoch + 1}: loss {loss:.4f}  val acc {val.accuracy:.4f}")
-        if val.accuracy > best:
-            best = val.accuracy
+            print(f"epoch {epoch + 1}: loss {loss:.4f}  val {metric.name} {val.value:.4f}")
+        if best is None or metric.goodness(val.value) > metric.goodness(best):
+            best = val.value
             save_model(run_dir, model, config)
         save_train_state(
             run_dir,
@@ -204,35 +221,4 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
                 **({"upstream": model.upstream.state_dict()} if config.upstream.finetune else {}),
             },
         )
-    _, best_model = load_run(run_dir)
-    fit_head_stats(best_model, splits["train"], noises, config)
-    save_model(run_dir, best_model, config)
-    test = evaluate(best_model, splits["test"], config.train.batch_size, progress, precision)
-    reference = {}
-    if precision != "float32":  # what the faster precision costs, on record
-        fp32 = evaluate(best_model, splits["test"], config.train.batch_size)
-        reference = {"accuracy_float32": fp32.accuracy}
-    return update_results(
-        run_dir,
-        {
-            "task": "ks",
-            "upstream": best_model.upstream.describe(),
-            "data": {
-                "root": str(splits["root"]),
-                "protocol": config.data.protocol,
-                "n_train": len(splits["train"]),
-                "n_validation": len(splits["validation"]),
-                "n_test": test.n,
-            },
-            "accuracy": test.accuracy,
-            "precision": precision,
-            "precision_requested": config.eval.precision,
-            **reference,
-            "per_class": test.per_class,
-            "train": {
-                "val_accuracy": best,
-                "history": history,
-                "seconds": time.perf_counter() - start,
-            },
-        },
-    )
+    return history, best

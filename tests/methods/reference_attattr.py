@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import torch
 
-from hib.downstream import KSModel
+from hib.downstream import UtteranceClassifier
 from hib.heads import Heads
 from hib.methods.attattr import AttAttr
 
 
-def reference_scores(method: AttAttr, model: KSModel, data) -> torch.Tensor:
+def reference_scores(method: AttAttr, model: UtteranceClassifier, data) -> torch.Tensor:
     """The scores `method.score(model, data)` gave before layer inputs were cached."""
     model.eval()
     total: list[torch.Tensor] | None = None
-    for waves, _ in method.batches(data):
+    for batch in method.batches(model, data):
+        waves = batch.waves
         best = [a.amax(dim=(2, 3)).sum(dim=0) for a in _attributions(method, model, waves)]
         total = best if total is None else [t + b for t, b in zip(total, best, strict=True)]
     return model.heads().on_grid(total or [])
 
 
-def _attributions(method: AttAttr, model: KSModel, waves: torch.Tensor) -> list[torch.Tensor]:
+def _attributions(
+    method: AttAttr, model: UtteranceClassifier, waves: torch.Tensor
+) -> list[torch.Tensor]:
     heads = model.heads()
     with torch.no_grad():
         target = model(waves).argmax(dim=-1)
@@ -41,7 +44,7 @@ def _attributions(method: AttAttr, model: KSModel, waves: torch.Tensor) -> list[
 
 
 def _context_grad(
-    model: KSModel,
+    model: UtteranceClassifier,
     heads: Heads,
     waves: torch.Tensor,
     target: torch.Tensor,

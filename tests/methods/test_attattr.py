@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from hib.downstream import KSModel
+from hib.downstream import UtteranceClassifier
 from hib.heads import Heads
 from hib.methods.attattr import AttAttr
 from hib.upstream import Upstream, load_upstream
@@ -38,9 +38,9 @@ def test_context_is_map_times_values_on_the_toy():
     assert_context_is_map_times_values(model.heads(), toy_data(4)[0])
 
 
-def _ks_model(upstream: Upstream) -> KSModel:
+def _ks_model(upstream: Upstream) -> UtteranceClassifier:
     torch.manual_seed(0)
-    return KSModel.build(upstream, 3)
+    return UtteranceClassifier.build(upstream, 3)
 
 
 @pytest.mark.parametrize("pruned", [False, True])

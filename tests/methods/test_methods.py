@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from hib.downstream import KSModel
+from hib.downstream import UtteranceClassifier
 from hib.heads import HeadStats
 from hib.methods import METHODS, get_method
 from hib.methods.l0 import open_probability, sample_gates
+from hib.tasks.base import Batch
 from tests.conftest import TINY_KINDS, make_tiny_upstream
 from tests.toy import toy_data, trained_toy_model
 
@@ -35,7 +36,7 @@ N_CLASSES = 3
 
 # --- models and data -------------------------------------------------------------------------
 @cache
-def toy(informative: int = 0, num_heads: int = 4) -> KSModel:
+def toy(informative: int = 0, num_heads: int = 4) -> UtteranceClassifier:
     """A trained toy (cached: methods must leave the model as they found it)."""
     return trained_toy_model(informative_head=informative, num_heads=num_heads)
 
@@ -44,7 +45,7 @@ def toy_set(n: int, seed: int = 3) -> TensorDataset:
     return TensorDataset(*toy_data(n, seed=seed))
 
 
-def double(model: KSModel) -> KSModel:
+def double(model: UtteranceClassifier) -> UtteranceClassifier:
     """A float64 copy: the toy's loss is ~1e-8, below float32's resolution for differences."""
     out = copy.deepcopy(model).double()
     stats = model.head_stats
@@ -64,7 +65,9 @@ def upstream_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple
     models = {"toy": (toy(), toy_set(4))}
     for kind in TINY_KINDS:
         torch.manual_seed(0)
-        model = KSModel.build(make_tiny_upstream(kind, Path(tmp_path_factory.mktemp(kind))), 3)
+        model = UtteranceClassifier.build(
+            make_tiny_upstream(kind, Path(tmp_path_factory.mktemp(kind))), 3
+        )
         model.head_stats = model.heads().fit_stats(iter(waves.split(2)), max_clips=4)
         models[kind] = (model, speech)
     pruned = copy.deepcopy(models["whisper"][0])
@@ -86,7 +89,7 @@ def check_magnitude() -> None:
     assert scores.tolist() == [[3.0, 0.0, 3.0, 3.0]]
 
 
-def peaked_toy(head: int) -> KSModel:
+def peaked_toy(head: int) -> UtteranceClassifier:
     """The toy with one head attending almost one-hot (to the frame with the largest channel 1)."""
     model = copy.deepcopy(toy())
     attn = model.upstream.attn
@@ -108,7 +111,7 @@ def check_attention_stat(name: str, uniform: float) -> Callable[[], None]:
     return check
 
 
-def finite_difference_taylor(model: KSModel, data: TensorDataset, eps: float = 1e-4):
+def finite_difference_taylor(model: UtteranceClassifier, data: TensorDataset, eps: float = 1e-4):
     """E_x |dL_x/dg| per head, central differences through `Heads.gated`."""
     heads, (x, y) = model.heads(), data.tensors
     out = torch.zeros(heads.shape, dtype=torch.float64)
@@ -155,7 +158,7 @@ def check_attattr() -> None:
         target = probs.argmax(-1, keepdim=True)
         with heads.masked(torch.zeros(heads.shape), fill="zero"):
             baseline = model(x).softmax(-1).gather(1, target)
-    (attr,) = get_method("attattr", steps=400).attributions(model, x)
+    (attr,) = get_method("attattr", steps=400).attributions(model, Batch(x, None))
     gap = (probs.gather(1, target) - baseline).squeeze(1)
     assert gap.abs().max() > 0.1
     assert torch.allclose(attr.sum(dim=(1, 2, 3)), gap, atol=0.01 * gap.abs().max().item())

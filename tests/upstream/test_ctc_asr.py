@@ -69,12 +69,13 @@ def test_logits_equal_the_checkpoints_own(ctc: tuple[CTCASR, Path]) -> None:
     waves, lengths = _batch()
     one = waves[:1]
     with torch.no_grad():
-        inputs = normalize_clips(one, lengths[:1]) if asr.upstream.normalize else one
+        inputs = normalize_clips(one, lengths[:1]) if asr.normalize else one
         expected = reference(inputs).logits
         got, frames = asr.logits(one, lengths[:1])
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     assert frames.tolist() == [got.shape[1]] == [50]
-    assert asr.upstream.normalize is (asr.upstream.model.config.feat_extract_norm == "layer")
+    assert asr.normalize is (asr.upstream.model.config.feat_extract_norm == "layer")
+    assert not asr.upstream.normalize  # clips are normalised over their own length instead
 
 
 def test_loss_is_ctc_per_token_and_reaches_head_gates(ctc: tuple[CTCASR, Path]) -> None:
@@ -91,7 +92,7 @@ def test_loss_is_ctc_per_token_and_reaches_head_gates(ctc: tuple[CTCASR, Path]) 
     reference = AutoModelForCTC.from_pretrained(folder).eval()
     labels = torch.tensor([asr.labels("ABC D")])
     assert labels.tolist() == [[5, 6, 7, 4, 8]]
-    one = normalize_clips(waves[:1], lengths[:1]) if asr.upstream.normalize else waves[:1]
+    one = normalize_clips(waves[:1], lengths[:1]) if asr.normalize else waves[:1]
     with torch.no_grad():
         expected = reference(one, labels=labels).loss / labels.numel()  # "sum" reduction
         got = asr.loss(waves[:1], lengths[:1], ["abc d"])

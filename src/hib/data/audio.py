@@ -49,18 +49,6 @@ def read_wav(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def audio_seconds(path: str | Path) -> float:
-    """Length from the header alone (no decoding); DataError for an unreadable or empty file."""
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:  # soundfile raises several types; all mean "cannot read"
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: unreadable audio ({reason})") from None
-    if info.frames == 0:
-        raise DataError(f"{path}: empty audio (0 samples)")
-    return info.frames / info.samplerate
-
-
 def _truncated(log: str) -> tuple[int, int] | None:
     """(bytes present, bytes the header claims) when the data chunk was cut short."""
     found = _DATA_CHUNK.search(log)

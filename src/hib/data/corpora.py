@@ -1,4 +1,4 @@
-"""Which corpus a run reads: a user's folder, or a synthesized default (keywords, ASR, SID)."""
+"""Which corpus a run reads: a user's folder, or a synthesized default (keywords, ASR, IC, SID)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,14 @@ def asr_corpus(progress: bool = True) -> Path:
 
     out = cache_dir() / "corpora" / "synth-asr"
     return Path(build_asr_corpus(out, ASRSynthConfig(), progress=progress))
+
+
+def ic_corpus(progress: bool = True) -> Path:
+    """The default synthesized intent corpus (Fluent Speech Commands layout), built once."""
+    from hib.data.synth.ic_corpus import ICSynthConfig, build_ic_corpus
+
+    out = cache_dir() / "corpora" / "synth-ic"
+    return Path(build_ic_corpus(out, ICSynthConfig(), progress=progress))
 
 
 def sid_corpus(progress: bool = True) -> Path:

@@ -10,40 +10,22 @@ the file.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from hib.data.audio import audio_seconds
-from hib.data.dataset import UtteranceDataset, pad_waves
+from hib.data.utterances import Utterance, UtteranceDataset, header_seconds, pad_waves
 from hib.errors import DataError
 
 AUDIO_SUFFIXES = (".flac", ".wav")
 TRANSCRIPT_SUFFIX = ".trans.txt"
 
 
-@dataclass(frozen=True)
-class Utterance:
-    id: str
-    path: Path
-    text: str
-    speaker: str
-    seconds: float
-
-
 class ASRDataset(UtteranceDataset):
     """Utterances as (float32 1-D tensor at 16 kHz, transcript); audio is read on first use."""
 
-    utterances: list[Utterance]
-
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        utt = self.utterances[i]
-        return torch.from_numpy(self.audio(utt)), utt.text
-
-    @property
-    def texts(self) -> list[str]:
-        return [u.text for u in self.utterances]
+        return self.wave(i), self.utterances[i].text
 
 
 def collate_asr(
@@ -89,7 +71,7 @@ def _chapter(transcript: Path) -> list[Utterance]:
             raise DataError(f"{where}: {utt_id} has no audio file ({' or '.join(AUDIO_SUFFIXES)})")
         if len(paths) > 1:
             raise DataError(f"{where}: {utt_id} has both {paths[0].name} and {paths[1].name}")
-        out.append(Utterance(utt_id, paths[0], text.strip(), speaker, audio_seconds(paths[0])))
+        out.append(Utterance(utt_id, paths[0], text.strip(), speaker, header_seconds(paths[0])))
     return out
 
 

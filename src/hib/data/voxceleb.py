@@ -11,13 +11,11 @@ file (and line).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import torch
 
-from hib.data.audio import audio_seconds
-from hib.data.dataset import UtteranceDataset, pad_waves
+from hib.data.utterances import Utterance, UtteranceDataset, header_seconds, pad_waves
 from hib.errors import DataError
 
 LIST_FILE = "iden_split.txt"
@@ -25,37 +23,26 @@ AUDIO_DIR = "wav"
 SPLIT_CODES = {"train": "1", "validation": "2", "test": "3"}
 
 
-@dataclass(frozen=True)
-class SIDUtterance:
-    id: str
-    """`<speaker>/<video>/<nnnnn>.wav`, as the split file names it."""
-    path: Path
-    speaker: str
-    video: str
-    seconds: float
-
-
 class SIDDataset(UtteranceDataset):
-    """Utterances as (float32 1-D tensor at 16 kHz, index of the speaker in `classes`)."""
+    """Utterances as (float32 1-D tensor at 16 kHz, index of the speaker in `classes`).
 
-    utterances: list[SIDUtterance]
+    An utterance's id is its `<speaker>/<video>/<nnnnn>.wav` line; its one label is the index.
+    """
 
-    def __init__(self, utterances: Sequence[SIDUtterance], classes: Sequence[str], **kwargs):
+    def __init__(self, utterances: Sequence[Utterance], classes: Sequence[str], **kwargs):
         super().__init__(utterances, **kwargs)
         self.classes = list(classes)
-        self._label = {speaker: i for i, speaker in enumerate(self.classes)}
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        utt = self.utterances[i]
-        return torch.from_numpy(self.audio(utt)), self._label[utt.speaker]
+        return self.wave(i), self.utterances[i].labels[0]
 
     @property
     def labels(self) -> list[int]:
-        return [self._label[u.speaker] for u in self.utterances]
+        return [u.labels[0] for u in self.utterances]
 
     @property
     def videos(self) -> list[str]:
-        return [u.video for u in self.utterances]
+        return [u.id.split("/")[1] for u in self.utterances]
 
 
 def collate_sid(
@@ -76,11 +63,17 @@ def load_voxceleb1(root: str | Path, split: str) -> SIDDataset:
         raise DataError(f"{listing}: missing (VoxCeleb1 lists its identification split there)")
     entries = _read_list(listing)
     classes = sorted({rel.parts[0] for _, _, rel in entries})
-    utterances = [
-        _utterance(root, rel, f"{listing}:{number}")
-        for number, code, rel in entries
-        if code == SPLIT_CODES[split]
-    ]
+    label = {speaker: i for i, speaker in enumerate(classes)}
+    utterances = []
+    for number, code, rel in entries:
+        if code != SPLIT_CODES[split]:
+            continue
+        path = root / AUDIO_DIR / rel
+        if not path.is_file():
+            raise DataError(f"{listing}:{number}: {path} is missing")
+        speaker = rel.parts[0]
+        seconds = header_seconds(path)
+        utterances.append(Utterance(str(rel), path, "", speaker, seconds, (label[speaker],)))
     if not utterances:
         raise DataError(f"{listing}: lists no {split} utterance (code {SPLIT_CODES[split]})")
     return SIDDataset(utterances, classes)
@@ -110,11 +103,3 @@ def _read_list(listing: Path) -> list[tuple[int, str, PurePosixPath]]:
         seen.add(rel)
         entries.append((number, fields[0], rel))
     return entries
-
-
-def _utterance(root: Path, rel: PurePosixPath, where: str) -> SIDUtterance:
-    path = root / AUDIO_DIR / rel
-    if not path.is_file():
-        raise DataError(f"{where}: {path} is missing")
-    speaker, video, _ = rel.parts
-    return SIDUtterance(str(rel), path, speaker, video, audio_seconds(path))

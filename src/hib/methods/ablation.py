@@ -1,9 +1,11 @@
-"""ablation: the accuracy lost when one head alone passes its training mean instead of its context.
+"""ablation: what the task loses when one head alone passes its training mean, not its context.
 
-The single-head effect itself, the reference every cheaper score tries to predict. On a good
-model most single heads change few or no clips, so ties in accuracy drop are broken by the
-loss increase: it enters squashed into less than half an accuracy step, keeping the order of
-the drops and ranking the heads within each.
+The single-head effect itself, the reference every cheaper score tries to predict. Where the
+task's metric needs no decoding (classification: clips right), the score is the metric's drop;
+on a good model most single heads change few or no clips, so ties are broken by the loss
+increase: it enters squashed into less than half a step, keeping the order of the drops and
+ranking the heads within each. Where the metric needs decoding (ASR's WER), re-decoding for
+every head would be too slow, so the score is the loss increase alone.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+from torch.utils.data import Dataset
 
-from hib.data.speech_commands import KSDataset
-from hib.downstream import KSModel
 from hib.methods.base import HeadMethod
 from hib.methods.registry import register
+from hib.tasks.base import Batch, TaskModel
 
 
 @register
@@ -24,30 +25,33 @@ class Ablation(HeadMethod):
     name = "ablation"
 
     @torch.no_grad()
-    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+    def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         model.eval()
         heads = model.heads()
         base, ablated = torch.zeros(2), torch.zeros(*heads.shape, 2)
         count = 0
-        for waves, labels in self.batches(data):
+        for batch in self.batches(model, data):
             # unmasked layer inputs once per batch; a head's ablation reruns only its layer on
-            states = model.upstream.layer_inputs(waves)
-            base += _tally(model.from_states(states), labels)
+            states = model.layer_inputs(batch)
+            base += _tally(model, model.outputs_from(states, batch), batch)
             for head in heads:
                 mask = torch.ones(heads.shape)
                 mask[head.layer, head.index] = 0
                 with heads.masked(mask, fill="mean"):
-                    logits = model.from_states(states[: head.layer + 1])
-                ablated[head.layer, head.index] += _tally(logits, labels)
-            count += len(labels)
+                    outputs = model.outputs_from(states[: head.layer + 1], batch)
+                ablated[head.layer, head.index] += _tally(model, outputs, batch)
+            count += len(batch)
         count = max(count, 1)
-        drop = (base[0] - ablated[..., 0]) / count
         loss_rise = (ablated[..., 1] - base[1]) / count
+        if torch.isnan(base[0]):  # no cheap metric: the loss alone
+            return torch.where(heads.alive(), loss_rise, torch.zeros(()))
+        drop = (base[0] - ablated[..., 0]) / count
         tie_break = torch.atan(loss_rise) / (math.pi * count)  # in (-1/2n, 1/2n): a half step
         return torch.where(heads.alive(), drop + tie_break, torch.zeros(()))
 
 
-def _tally(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(clips classified correctly, summed cross-entropy) of one batch."""
-    correct = (logits.argmax(dim=-1) == labels).sum().float()
-    return torch.stack([correct, F.cross_entropy(logits, labels, reduction="sum")])
+def _tally(model: TaskModel, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """(examples right, or NaN without a cheap metric; summed loss) of one batch."""
+    correct = model.correct(outputs, batch)
+    right = torch.tensor(float("nan")) if correct is None else correct
+    return torch.stack([right, model.loss_of(outputs, batch, reduction="sum").detach()])

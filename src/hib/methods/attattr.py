@@ -1,8 +1,9 @@
 """attattr: integrated gradients on each layer's attention map (Hao et al. 2021).
 
 Attr(A) = A * (1/m) sum_{k=1..m} dF/dA at (k/m) A, from the all-zero map, one layer at a time
-with the other layers untouched; F is the probability of the class the model predicts (as in
-the authors' code). A head's score is the sum over clips of its largest attribution entry.
+with the other layers untouched; F is the probability of the model's own answer
+(`TaskModel.answer`: the class it predicts, as in the authors' code; for ASR the reference
+tokens, teacher-forced). A head's score is the sum over clips of its largest attribution entry.
 
 Scaling a layer's map by alpha scales its context C = A V to alpha C (V does not depend on
 the layer's own map), so the map is never touched: the context is scaled through
@@ -11,13 +12,15 @@ the layer's own map), so the map is never touched: the context is scaled through
 
 from __future__ import annotations
 
-import torch
+from typing import Any
 
-from hib.data.speech_commands import KSDataset
-from hib.downstream import KSModel
+import torch
+from torch.utils.data import Dataset
+
 from hib.heads import Heads
 from hib.methods.base import HeadMethod
 from hib.methods.registry import register
+from hib.tasks.base import Batch, TaskModel, repeat
 
 STACKED_CLIPS = 256
 """Clips per stacked forward: steps x batch, so each matrix product has rows to fill."""
@@ -34,15 +37,15 @@ class AttAttr(HeadMethod):
     def options(self) -> dict:
         return {**super().options(), "steps": self.steps}
 
-    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+    def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         model.eval()
         total: list[torch.Tensor] | None = None
-        for waves, _ in self.batches(data):
-            best = [a.amax(dim=(2, 3)).sum(dim=0) for a in self.attributions(model, waves)]
+        for batch in self.batches(model, data):
+            best = [a.amax(dim=(2, 3)).sum(dim=0) for a in self.attributions(model, batch)]
             total = best if total is None else [t + b for t, b in zip(total, best, strict=True)]
         return model.heads().on_grid(total or [])
 
-    def attributions(self, model: KSModel, waves: torch.Tensor) -> list[torch.Tensor]:
+    def attributions(self, model: TaskModel, batch: Batch) -> list[torch.Tensor]:
         """Per layer, Attr(A) (B, h, T, S) over the layer's current heads.
 
         The unscaled layer inputs are computed once per batch; the steps for layer l start
@@ -51,19 +54,19 @@ class AttAttr(HeadMethod):
         """
         heads = model.heads()
         with torch.no_grad():
-            states = model.upstream.layer_inputs(waves)
-            target = model.from_states(states).argmax(dim=-1)
+            states = model.layer_inputs(batch)
+            answer = model.answer(model.outputs_from(states, batch), batch)
             with heads.capture_values() as values:
                 maps = model.upstream.forward_from(states[:1], output_attentions=True).attentions
         alphas = torch.arange(1, self.steps + 1) / self.steps
-        per_chunk = max(1, STACKED_CLIPS // len(waves))
+        per_chunk = max(1, STACKED_CLIPS // len(batch))
         out = []
         for layer, attn in enumerate(maps):
             if not heads.kept[layer]:  # an inert layer has no map to attribute
                 out.append(torch.zeros_like(attn))
                 continue
             grad = sum(
-                _context_grad(model, heads, states[: layer + 1], target, chunk)
+                _context_grad(model, heads, states[: layer + 1], batch, answer, chunk)
                 for chunk in alphas.split(per_chunk)
             )
             out.append(attn * torch.einsum("bthd,bshd->bhts", grad, values[layer][0]) / self.steps)
@@ -71,22 +74,24 @@ class AttAttr(HeadMethod):
 
 
 def _context_grad(
-    model: KSModel,
+    model: TaskModel,
     heads: Heads,
     states: list[torch.Tensor],
-    target: torch.Tensor,
+    batch: Batch,
+    answer: Any,
     alphas: torch.Tensor,
 ) -> torch.Tensor:
     """sum over alphas of dF/dC' (B, T, h, d), the last layer of `states` at C' = alpha C."""
     layer, n = len(states) - 1, len(alphas)
-    stacked = [s.repeat(n, *([1] * (s.dim() - 1))) for s in states]
-    scales = alphas.repeat_interleave(len(target)).view(-1, 1, 1, 1)
+    stacked = [repeat(s, n) for s in states]
+    scales = alphas.repeat_interleave(len(batch)).view(-1, 1, 1, 1)
 
     def scale(at: int, ctx: torch.Tensor) -> torch.Tensor:
         return ctx * scales.to(ctx.dtype) if at == layer else ctx
 
     with heads.replace_context(scale), heads.probed() as probes:
-        probs = model.from_states(stacked).softmax(dim=-1)
-        prob = probs.gather(1, target.repeat(n)[:, None]).sum()
+        repeated = batch.without_waves().repeat(n)
+        outputs = model.outputs_from(stacked, repeated)
+        prob = model.answer_probability(outputs, repeated, repeat(answer, n))
     grad = torch.autograd.grad(prob, probes[layer][0])[0]
-    return grad.view(n, len(target), *grad.shape[1:]).sum(0)
+    return grad.view(n, len(batch), *grad.shape[1:]).sum(0)

@@ -7,11 +7,11 @@ head attends to few positions, which Voita et al. found typical of the heads tha
 from __future__ import annotations
 
 import torch
+from torch.utils.data import Dataset
 
-from hib.data.speech_commands import KSDataset
-from hib.downstream import KSModel
 from hib.methods.base import HeadMethod
 from hib.methods.registry import register
+from hib.tasks.base import TaskModel
 
 
 class AttentionStatistic(HeadMethod):
@@ -23,13 +23,13 @@ class AttentionStatistic(HeadMethod):
         raise NotImplementedError
 
     @torch.no_grad()
-    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+    def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         model.eval()
         heads = model.heads()
         sums = [torch.zeros(()) for _ in heads.blocks]
         queries = 0
-        for waves, _ in self.batches(data):
-            maps = heads.attention_maps(waves)
+        for batch in self.batches(model, data):
+            maps = heads.attention_maps(batch.waves)
             for layer, attn in enumerate(maps):
                 sums[layer] = sums[layer] + self.per_query(attn.float()).sum(dim=(0, 2))
             queries += maps[0].shape[0] * maps[0].shape[2]

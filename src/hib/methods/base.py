@@ -3,7 +3,8 @@
     scores = get_method("taylor", seed=0, clips=500).score(model, train_split)  # (L, H)
 
 Higher score = more important head. Methods reach heads only through `model.heads()`
-(hib.heads), so they work on every upstream the heads module supports.
+(hib.heads) and the task only through the `TaskModel` (its loss, its predictions: hib.tasks),
+so they work on every upstream the heads module supports and on every task.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import Dataset
 
 from hib.config import DEFAULT_SEED
-from hib.data.speech_commands import KSDataset
-from hib.downstream import KSModel
+from hib.tasks.base import Batch, TaskModel
 
 
 class HeadMethod:
@@ -34,7 +34,7 @@ class HeadMethod:
         self.batch_size = batch_size
         self.min_steps = min_steps
 
-    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+    def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         """(n_layers, n_heads) importance on the model's original head grid."""
         raise NotImplementedError
 
@@ -42,7 +42,7 @@ class HeadMethod:
         """What results.json records about how the scores were made."""
         return {"seed": self.seed, "clips": self.clips}
 
-    def passes(self, epochs: int, data: KSDataset) -> int:
+    def passes(self, epochs: int, data: Dataset) -> int:
         """Epochs for a fitted method: at least `epochs`, and enough for `min_steps` steps.
 
         Few clips then mean more passes over the same clips, not an unconverged fit; every
@@ -51,13 +51,11 @@ class HeadMethod:
         per_epoch = math.ceil(min(self.clips, len(data)) / self.batch_size)
         return max(epochs, math.ceil(self.min_steps / max(per_epoch, 1)))
 
-    def batches(
-        self, data: KSDataset, epoch: int = 0
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The first `clips` clips of a seeded shuffle (the same clips every epoch, new order)."""
+    def batches(self, model: TaskModel, data: Dataset, epoch: int = 0) -> Iterator[Batch]:
+        """The first `clips` clips of a seeded shuffle (the same clips every epoch, new order),
+        batched by the model's `collate`."""
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
         subset = order[: self.clips].tolist()
         generator = torch.Generator().manual_seed(self.seed + 1 + epoch)
         shuffled = [subset[i] for i in torch.randperm(len(subset), generator=generator)]
-        loader = DataLoader(torch.utils.data.Subset(data, shuffled), batch_size=self.batch_size)
-        yield from loader
+        yield from model.batches(torch.utils.data.Subset(data, shuffled), self.batch_size)

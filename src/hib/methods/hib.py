@@ -1,7 +1,7 @@
 """hib: a head's contribution = its capacity (bits per frame) after fitting the bottleneck.
 
 Only alpha is trained, the upstream and the task head stay frozen; the loss is
-CE + beta * mean capacity. Each head's score is its capacity averaged over the last epoch.
+task loss + beta * mean capacity. Each head's score is its capacity averaged over the last epoch.
 With several betas, the one whose pruning curve on the *validation* split has the largest
 area wins (never the test split).
 """
@@ -9,14 +9,13 @@ area wins (never the test split).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from hib.bottleneck import HeadBottleneck
-from hib.data.speech_commands import KSDataset
-from hib.downstream import KSModel
 from hib.methods.base import HeadMethod
 from hib.methods.registry import register
+from hib.tasks.base import TaskModel
 
 DEFAULT_BETAS = (0.001, 0.01, 0.1)
 
@@ -43,7 +42,7 @@ class HIB(HeadMethod):
     def options(self) -> dict:
         return {**super().options(), "beta": self.beta, "epochs": self.epochs, "lr": self.lr}
 
-    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+    def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         model.eval()
         bottleneck = HeadBottleneck(model.heads())
         optimizer = torch.optim.Adam([bottleneck.alpha], lr=self.lr)
@@ -52,20 +51,20 @@ class HIB(HeadMethod):
         steps = 0
         for epoch in range(self.passes(self.epochs, data)):
             cap_sum, count, loss_sum = torch.zeros(model.heads().shape), 0, 0.0
-            batches = self.batches(data, epoch)
-            for waves, labels in tqdm(
+            batches = self.batches(model, data, epoch)
+            for batch in tqdm(
                 batches, desc=f"hib epoch {epoch + 1}", leave=False, disable=not self.progress
             ):
                 with bottleneck.attached(generator):
-                    logits = model(waves)
+                    task_loss = model.loss(batch)
                 capacity = bottleneck.capacity()
-                loss = F.cross_entropy(logits, labels) + self.beta * capacity.mean()
+                loss = task_loss + self.beta * capacity.mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                cap_sum += capacity.detach() * len(labels)
-                loss_sum += loss.item() * len(labels)
-                count += len(labels)
+                cap_sum += capacity.detach() * len(batch)
+                loss_sum += loss.item() * len(batch)
+                count += len(batch)
                 steps += 1
             self.history.append(loss_sum / max(count, 1))
             if steps >= self.min_steps and self._plateaued():

@@ -4,20 +4,19 @@ reconstruction; no paper text or code is public).
 Each head gets a learnable attention matrix P_h = softmax(W_h) (T x S, initialised uniform) and a
 learnable mix g_h = sigmoid(a_h); the bottlenecked map is A~ = (1 - g) A + g P, so the head's
 context becomes (1 - g) C + g P V (C = A V). Fitted with the network frozen on
-CE + beta * mean similarity(A, A~), the task keeps close to its original map only the heads it
-needs. A head's contribution is the similarity after fitting, 1 - E[TV(A, A~)] with TV the
+task loss + beta * mean similarity(A, A~), the task keeps close to its original map only the
+heads it needs. A head's contribution is the similarity after fitting, 1 - E[TV(A, A~)] with TV the
 total-variation distance between attention rows (= 1 - g E[TV(A, P)]).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from torch.utils.data import Dataset
 
-from hib.data.speech_commands import KSDataset
-from hib.downstream import KSModel
 from hib.methods.base import HeadMethod
 from hib.methods.registry import register
+from hib.tasks.base import TaskModel
 
 
 @register
@@ -31,7 +30,7 @@ class HIBAttention(HeadMethod):
     def options(self) -> dict:
         return {**super().options(), "beta": self.beta, "epochs": self.epochs, "lr": self.lr}
 
-    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+    def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         model.eval()
         heads = model.heads()
         mix_logit = torch.full(heads.shape, -4.0, requires_grad=True)
@@ -40,20 +39,20 @@ class HIBAttention(HeadMethod):
         total, count = torch.zeros(heads.shape), 0
         for epoch in range(self.passes(self.epochs, data)):
             total, count = torch.zeros(heads.shape), 0
-            for waves, labels in self.batches(data, epoch):
+            for batch in self.batches(model, data, epoch):
                 with heads.capture_values() as values:  # noqa: SIM117 (mix reads values)
                     with heads.replace_context(self._mixer(values, maps, mix_logit, heads)):
-                        out = model.upstream(waves, output_attentions=True)
-                logits = model.head(out.hidden_states)
+                        out = model.upstream(batch.waves, output_attentions=True)
+                task_loss = model.loss_of(model.outputs(out.hidden_states, batch), batch)
                 similarity = self._similarity(heads, out.attentions, maps, mix_logit)
-                loss = F.cross_entropy(logits, labels) + self.beta * similarity.mean()
+                loss = task_loss + self.beta * similarity.mean()
                 if optimizer is None:
                     optimizer = torch.optim.Adam([mix_logit, *maps.values()], lr=self.lr)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += similarity.detach() * len(labels)
-                count += len(labels)
+                total += similarity.detach() * len(batch)
+                count += len(batch)
         return total / max(count, 1)
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 Voita et al. 2019: gate g = clamp(sigmoid((log u - log(1-u) + log_alpha) / T) * (r - l) + l,
 0, 1) with T = 0.33, stretch (l, r) = (-0.1, 1.1), u ~ U(0, 1) drawn once per batch as in
-their code; loss = CE + lambda * sum_heads P(g != 0). Only log_alpha trains (the network
+their code; loss = task loss + lambda * sum_heads P(g != 0). Only log_alpha trains (the network
 is frozen), from 0 as their near-zero initialisation; a removed head passes its training mean
 (`Heads.gated`). A head's score is the probability that its gate is open,
 P(g != 0) = sigmoid(log_alpha - T log(-l / r)).
@@ -17,12 +17,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+from torch.utils.data import Dataset
 
-from hib.data.speech_commands import KSDataset
-from hib.downstream import KSModel
 from hib.methods.base import HeadMethod
 from hib.methods.registry import register
+from hib.tasks.base import TaskModel
 
 TEMPERATURE = 0.33
 STRETCH = (-0.1, 1.1)
@@ -40,7 +39,7 @@ class L0Gates(HeadMethod):
     def options(self) -> dict:
         return {**super().options(), "penalty": self.penalty, "epochs": self.epochs, "lr": self.lr}
 
-    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+    def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         model.eval()
         heads = model.heads()
         log_alpha = torch.zeros(heads.shape, requires_grad=True)
@@ -48,12 +47,12 @@ class L0Gates(HeadMethod):
         generator = torch.Generator().manual_seed(self.seed)
         alive = heads.alive()
         for epoch in range(self.passes(self.epochs, data)):
-            for waves, labels in self.batches(data, epoch):
+            for batch in self.batches(model, data, epoch):
                 gates = sample_gates(log_alpha, generator)
                 with heads.gated(gates, fill="mean"):
-                    logits = model(waves)
+                    task_loss = model.loss(batch)
                 l0 = open_probability(log_alpha)[alive].sum()
-                loss = F.cross_entropy(logits, labels) + self.penalty * l0
+                loss = task_loss + self.penalty * l0
                 (log_alpha.grad,) = torch.autograd.grad(loss, [log_alpha])
                 optimizer.step()
         return torch.where(alive, open_probability(log_alpha).detach(), torch.zeros(()))

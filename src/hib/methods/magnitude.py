@@ -7,11 +7,11 @@ weights can only move the output a little, whatever the input.
 from __future__ import annotations
 
 import torch
+from torch.utils.data import Dataset
 
-from hib.data.speech_commands import KSDataset
-from hib.downstream import KSModel
 from hib.methods.base import HeadMethod
 from hib.methods.registry import register
+from hib.tasks.base import TaskModel
 
 
 @register
@@ -19,7 +19,7 @@ class Magnitude(HeadMethod):
     name = "magnitude"
     data_driven = False
 
-    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+    def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         heads = model.heads()
         per_layer = []
         for block in heads.blocks:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
+from torch.utils.data import Dataset
 
-from hib.data.speech_commands import KSDataset
-from hib.downstream import KSModel
 from hib.methods.base import HeadMethod
 from hib.methods.registry import register
+from hib.tasks.base import TaskModel
 
 
 @register
@@ -15,6 +15,6 @@ class RandomScores(HeadMethod):
     name = "random"
     data_driven = False
 
-    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+    def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         shape = model.heads().shape
         return torch.rand(shape, generator=torch.Generator().manual_seed(self.seed))

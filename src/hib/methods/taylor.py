@@ -11,12 +11,11 @@ by their L2 norm, as Michel et al. do before ranking heads across layers.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from torch.utils.data import Dataset
 
-from hib.data.speech_commands import KSDataset
-from hib.downstream import KSModel
 from hib.methods.base import HeadMethod
 from hib.methods.registry import register
+from hib.tasks.base import TaskModel
 
 
 @register
@@ -30,21 +29,21 @@ class Taylor(HeadMethod):
     def options(self) -> dict:
         return {**super().options(), "normalize": self.normalize}
 
-    def score(self, model: KSModel, data: KSDataset) -> torch.Tensor:
+    def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         model.eval()
         heads = model.heads()
         fill = heads.fill_values("mean")
         layers = [layer for layer, kept in enumerate(heads.kept) if kept]
         total = [torch.zeros(len(kept)) for kept in heads.kept]
         count = 0
-        for waves, labels in self.batches(data):
+        for batch in self.batches(model, data):
             with heads.capture() as contexts, heads.probed() as probes:
-                loss = F.cross_entropy(model(waves), labels, reduction="sum")
+                loss = model.loss(batch, reduction="sum")
             grads = torch.autograd.grad(loss, [probes[layer][0] for layer in layers])
             for layer, grad in zip(layers, grads, strict=True):
                 delta = contexts[layer][0] - fill[layer, heads.kept[layer]]  # (B, T, h, d)
                 total[layer] += (delta * grad).sum(dim=(1, 3)).abs().sum(dim=0)
-            count += len(labels)
+            count += len(batch)
         scores = heads.on_grid([t / max(count, 1) for t in total])
         if self.normalize:
             scores = scores / scores.norm(dim=1, keepdim=True).clamp(min=1e-12)

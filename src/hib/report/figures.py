@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hib.io import atomic_write  # noqa: E402
+from hib.prune import point_value  # noqa: E402
+from hib.tasks.base import Metric  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -19,8 +21,8 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def curves_figure(methods: dict, unpruned: float | None, path: Path) -> Path:
-    """Accuracy vs pruned fraction, every method on one plot; re-fit curves dashed."""
+def curves_figure(methods: dict, metric: Metric, unpruned: float | None, path: Path) -> Path:
+    """The metric vs pruned fraction, every method on one plot; re-fit curves dashed."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (name, record) in enumerate(sorted(methods.items())):
         color = f"C{i}"
@@ -28,13 +30,18 @@ def curves_figure(methods: dict, unpruned: float | None, path: Path) -> Path:
             curve = record.get(key)
             if curve:
                 x = [p["ratio"] for p in curve]
-                y = [p["accuracy"] for p in curve]
+                y = [point_value(p) for p in curve]
                 ax.plot(x, y, style, color=color, label=label, markersize=3)
     if unpruned is not None:
         ax.axhline(unpruned, color="gray", lw=0.8, ls=":", label="unpruned")
     ax.set_xlabel("fraction of heads pruned")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
+    ax.set_ylabel(
+        f"test {metric.name} ({'higher' if metric.higher_is_better else 'lower'} is better)"
+    )
+    if metric.higher_is_better:
+        ax.set_ylim(0, 1)
+    else:  # an error rate: from 0, and a runaway point (looping decoder) must not flatten the rest
+        ax.set_ylim(0, min(ax.get_ylim()[1], 1.5))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

@@ -9,17 +9,26 @@ from pathlib import Path
 
 from hib.checkpoint import CONFIG_FILE
 from hib.io import write_text
+from hib.prune import point_value
 from hib.report.figures import curves_figure, heatmaps_figure
 from hib.results import read_results
+from hib.tasks.base import Metric
 
 TABLE_RATIOS = (0.2, 0.4, 0.6)
 
 
-def accuracy_at(curve: list[dict] | None, ratio: float) -> float | None:
+def metric_at(curve: list[dict] | None, ratio: float) -> float | None:
+    """The curve's metric value at `ratio` (None when the curve has no such point)."""
     for point in curve or []:
         if abs(point["ratio"] - ratio) < 1e-6:
-            return point["accuracy"]
+            return point_value(point)
     return None
+
+
+def run_metric(results: dict) -> Metric:
+    """The run's metric (runs written before tasks had metrics: accuracy)."""
+    found = results.get("metric") or {"name": "accuracy", "higher_is_better": True}
+    return Metric(found["name"], found["higher_is_better"])
 
 
 def _pct(value: float | None) -> str:
@@ -44,21 +53,22 @@ def _pruning_table(methods: dict) -> str:
     header += [f"{int(r * 100)} % + refit" for r in TABLE_RATIOS] + ["scoring s"]
     rows = [
         [name]
-        + [_pct(accuracy_at(rec.get("curve"), r)) for r in TABLE_RATIOS]
-        + [_pct(accuracy_at(rec.get("curve_refit"), r)) for r in TABLE_RATIOS]
+        + [_pct(metric_at(rec.get("curve"), r)) for r in TABLE_RATIOS]
+        + [_pct(metric_at(rec.get("curve_refit"), r)) for r in TABLE_RATIOS]
         + [_num(rec.get("seconds"), 1)]
         for name, rec in sorted(methods.items())
     ]
     return _html_table(header, rows)
 
 
-def _comparison_table(methods: dict) -> str:
-    header = ["method", "AUC (0-90 %)", "± std", "acc@20 %", "acc@40 %", "acc@60 %"]
+def _comparison_table(methods: dict, metric: Metric) -> str:
+    at = [f"{metric.name}@{int(x * 100)} %" for x in TABLE_RATIOS]
+    header = ["method", f"AUC (0-90 %, {metric.name})", "± std", *at]
     header += ["Spearman vs ablation", "stability", "seconds"]
-    ordered = sorted(methods.items(), key=lambda kv: -kv[1]["auc"])
+    ordered = sorted(methods.items(), key=lambda kv: -metric.goodness(kv[1]["auc"]))
     rows = [
         [name, _pct(r["auc"]), _pct(r["auc_std"])]
-        + [_pct(r.get(f"acc@{int(x * 100)}")) for x in TABLE_RATIOS]
+        + [_pct(r.get(f"{metric.name}@{int(x * 100)}")) for x in TABLE_RATIOS]
         + [_num(r["spearman_ablation"]), _num(r["stability"]), _num(r["seconds"], 1)]
         for name, r in ordered
     ]
@@ -75,14 +85,18 @@ def _comparison_section(results: dict, run_dir: Path) -> str:
     if not comparison:
         return ""
     methods = comparison["methods"]
-    curves = curves_figure(methods, results.get("accuracy"), run_dir / "comparison_curves.png")
+    metric = run_metric(results)
+    curves = curves_figure(
+        methods, metric, results.get(metric.name), run_dir / "comparison_curves.png"
+    )
     heatmaps = heatmaps_figure(methods, run_dir / "comparison_heatmaps.png")
     return f"""<h2>Comparison of every method</h2>
 <p>{comparison["seeds"]} seeds, {comparison["clips"]} training clips per scoring, pruned
 fractions {", ".join(f"{r:g}" for r in comparison["ratios"])}; no retraining. AUC is the mean
-accuracy over pruned fractions 0-90 %; Spearman is against single-head ablation scores;
-stability is the mean pairwise Spearman of scores across seeds; seconds per scoring.</p>
-{_comparison_table(methods)}{_img(curves)}{_img(heatmaps)}"""
+{metric.name} over pruned fractions 0-90 % ({"higher" if metric.higher_is_better else "lower"}
+is better; best first); Spearman is against single-head ablation scores; stability is the mean
+pairwise Spearman of scores across seeds; seconds per scoring.</p>
+{_comparison_table(methods, metric)}{_img(curves)}{_img(heatmaps)}"""
 
 
 def _generalization_section(results: dict) -> str:
@@ -103,9 +117,10 @@ def _precision_note(results: dict) -> str:
     precision = results.get("precision", "float32")
     if precision == "float32":
         return ""
+    name = run_metric(results).name
     return (
         f" (evaluation forwards in {html.escape(precision)}; float32: "
-        f"{_pct(results.get('accuracy_float32'))})"
+        f"{_pct(results.get(f'{name}_float32'))})"
     )
 
 
@@ -113,7 +128,8 @@ def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     results = read_results(run_dir)
     methods = results.get("methods", {})
-    curves = curves_figure(methods, results.get("accuracy"), run_dir / "curves.png")
+    metric = run_metric(results)
+    curves = curves_figure(methods, metric, results.get(metric.name), run_dir / "curves.png")
     heatmaps = heatmaps_figure(methods, run_dir / "heatmaps.png")
     config = (run_dir / CONFIG_FILE).read_text() if (run_dir / CONFIG_FILE).is_file() else ""
     upstream = results.get("upstream", {})
@@ -130,12 +146,13 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}img{{max-width:100%}}</style>
 <h1>Head importance report</h1>
 <p>Task <b>{html.escape(str(results.get("task", "ks")))}</b>, upstream
 <b>{html.escape(str(upstream.get("name", "?")))}</b> ({upstream.get("n_layers", "?")} layers x
-{upstream.get("n_heads", "?")} heads). Unpruned test accuracy
-<b>{_pct(results.get("accuracy"))}</b>{_precision_note(results)}. Removed heads pass their
+{upstream.get("n_heads", "?")} heads). Unpruned test {metric.name}
+<b>{_pct(results.get(metric.name))}</b>{_precision_note(results)}. Removed heads pass their
 training-mean context unless the config says otherwise; curves without re-fit keep the task
 head as trained.</p>
-<h2>Accuracy vs fraction of heads pruned</h2>{_img(curves)}
-<h2>Accuracy at fixed pruned fractions (test split)</h2>{_pruning_table(methods)}
+<h2>{metric.name.upper() if len(metric.name) <= 3 else metric.name.capitalize()} vs fraction of
+heads pruned</h2>{_img(curves)}
+<h2>{metric.name.capitalize()} at fixed pruned fractions (test split)</h2>{_pruning_table(methods)}
 <h2>Head scores (higher = more important)</h2>{_img(heatmaps)}
 {_generalization_section(results)}
 {_comparison_section(results, run_dir)}

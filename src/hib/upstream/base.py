@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,8 +23,8 @@ class AttentionBlock:
     `module` computes attention and owns `q_proj`, `k_proj`, `v_proj`, `out_proj` (nn.Linear,
     heads stacked along the output rows of q/k/v and the input columns of out_proj) and a
     `num_heads` attribute. The per-head context is the input of `out_proj`, reshaped to
-    (B, T, num_heads, head_dim). Attention weights come back from the upstream's forward with
-    `output_attentions=True`.
+    (B, T, num_heads, head_dim), whichever attention kernel computed it. Attention weights come
+    back from the upstream's forward with `output_attentions=True`.
     """
 
     layer: int
@@ -67,6 +68,12 @@ class Upstream(nn.Module):
     continues a forward from known layer inputs, so evaluation and the methods that run many
     forwards over fixed clips can skip what a mask cannot change (hib.layer_cache).
 
+    Attention runs fused (`attn_implementation`, PyTorch's scaled_dot_product_attention: no
+    (B, h, T, S) weight matrix is kept) unless a forward asks for the weights, which only the
+    eager kernel returns; both hand `out_proj` the same per-head context layout, so head hooks,
+    masks, gates and pruning see no difference. Modules without a transformers `config` (e.g.
+    a hand-written attention) run as they are.
+
     Subclasses set `name`, `hidden_size` and implement `embed`, `run_layer` and
     `attention_blocks` (and `finish` where needed).
     """
@@ -74,6 +81,8 @@ class Upstream(nn.Module):
     name: str = "upstream"
     hidden_size: int
     sample_rate: int = 16000
+    attn_implementation: str = "sdpa"
+    """transformers' attention kernel for forwards without weights; "eager" is the original path."""
 
     def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(B, N) waveforms -> (B, T, D), the input of layer 0."""
@@ -87,16 +96,42 @@ class Upstream(nn.Module):
         """What follows the last layer before it is reported (identity unless overridden)."""
         return hidden
 
+    def output_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Positions (B,) a clip of `lengths` samples fills, for pooling over padded batches."""
+        raise NotImplementedError(f"{self.name}: no frame count for padded clips")
+
     def layer_inputs(self, waveforms: torch.Tensor) -> list[torch.Tensor]:
         """The n_layers + 1 raw states: each layer's input, then the last layer's output."""
         return self.run_layers([self.embed(waveforms)])
 
-    def run_layers(self, states: list[torch.Tensor]) -> list[torch.Tensor]:
+    def run_layers(
+        self, states: list[torch.Tensor], output_attentions: bool = False
+    ) -> list[torch.Tensor]:
         """Extend known raw states (inputs of layers 0..k) through the remaining layers."""
         states = list(states)
-        for index in range(len(states) - 1, self.n_layers):
-            states.append(self.run_layer(index, states[-1]))
+        with self.attention_kernel(output_attentions):
+            for index in range(len(states) - 1, self.n_layers):
+                states.append(self.run_layer(index, states[-1]))
         return states
+
+    @contextmanager
+    def attention_kernel(self, output_attentions: bool = False) -> Iterator[None]:
+        """Inside the block the attention blocks run eager (weights wanted) or the fast kernel.
+
+        transformers' attention modules pick their kernel from `config._attn_implementation` at
+        every call, so it is set on their configs for the block only; a config the encoder
+        shares with a decoder (Whisper) is left as it was for the decoder's own calls.
+        """
+        wanted = "eager" if output_attentions else self.attn_implementation
+        configs = {id(c): c for b in self.attention_blocks() if (c := _config(b.module))}
+        before = {key: c._attn_implementation for key, c in configs.items()}
+        try:
+            for config in configs.values():
+                config._attn_implementation = wanted
+            yield
+        finally:
+            for key, config in configs.items():
+                config._attn_implementation = before[key]
 
     def forward_from(
         self, states: list[torch.Tensor], output_attentions: bool = False
@@ -105,7 +140,7 @@ class Upstream(nn.Module):
         first = len(states) - 1
         recorded = self.attention_blocks()[first:] if output_attentions else []
         with _recorded_attentions([b.module for b in recorded]) as attentions:
-            states = self.run_layers(states)
+            states = self.run_layers(states, output_attentions)
         hidden = [*states[:-1], self.finish(states[-1])]
         return UpstreamOutput(hidden, attentions if output_attentions else None)
 
@@ -134,6 +169,12 @@ class Upstream(nn.Module):
         return {"name": self.name, "n_layers": len(heads), "n_heads": max(heads, default=0)}
 
 
+def _config(module: nn.Module) -> object | None:
+    """The transformers config an attention module reads its kernel from, if it has one."""
+    config = getattr(module, "config", None)
+    return config if hasattr(config, "_attn_implementation") else None
+
+
 @contextmanager
 def _recorded_attentions(modules: list[nn.Module]) -> Iterator[list[torch.Tensor]]:
     """Collect each module's attention weights (its 2nd output) for the length of one forward.
@@ -150,3 +191,14 @@ def _recorded_attentions(modules: list[nn.Module]) -> Iterator[list[torch.Tensor
     finally:
         for handle in handles:
             handle.remove()
+
+
+def mark_unpruned(source: Any) -> None:
+    """Give a head source seen for the first time its `kept_heads` and `head_grid` (nothing pruned).
+
+    `hib.heads.Heads` stores both on its source; physical pruning then updates them.
+    """
+    if not hasattr(source, "kept_heads"):
+        blocks = source.attention_blocks()
+        source.kept_heads = [list(range(b.num_heads)) for b in blocks]
+        source.head_grid = (len(blocks), max(b.num_heads for b in blocks))

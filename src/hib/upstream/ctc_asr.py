@@ -11,8 +11,7 @@ is normalised over its own length (not the padded one), as the feature extractor
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from itertools import groupby
 
 import torch
@@ -50,7 +49,10 @@ class CTCASR(nn.Module):
         super().__init__()
         self.model = model.requires_grad_(False).eval()
         base = getattr(model, model.base_model_prefix)
-        self.upstream = HFUpstream(base, name, normalize)
+        # the upstream never normalises: over a padded row that would count the padding, so
+        # `prepare` normalises each clip over its own length instead
+        self.upstream = HFUpstream(base, name, normalize=False)
+        self.normalize = normalize
         self.lm_head = model.lm_head
         self.tokenizer = tokenizer
         self.blank = int(tokenizer.pad_token_id)
@@ -59,56 +61,92 @@ class CTCASR(nn.Module):
         letters = [t for t in tokenizer.get_vocab() if len(t) == 1 and t.isalpha()]
         self.upper = bool(letters) and all(t.isupper() for t in letters)
 
-    @contextmanager
-    def _raw_upstream(self) -> Iterator[None]:
-        """The upstream sees already-normalised clips, so it must not normalise the padded row."""
-        kept, self.upstream.normalize = self.upstream.normalize, False
-        try:
-            yield
-        finally:
-            self.upstream.normalize = kept
+    def prepare(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """What the upstream reads with its own normalisation off: each clip normalised over
+        its own length where the checkpoint wants it."""
+        return normalize_clips(waves, lengths) if self.normalize else waves
 
     def logits(
         self, waves: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, vocab) logits and the valid frames per clip (B,)."""
-        if self.upstream.normalize:
-            waves = normalize_clips(waves, lengths)
-        with self._raw_upstream():
-            hidden = self.upstream(waves).hidden_states[-1]
-        base = self.upstream.model  # hidden_states[-1] is after a pre-LN encoder's final norm
-        frames = base._get_feat_extract_output_lengths(lengths)
-        return self.lm_head(hidden), frames.clamp(max=hidden.shape[1]).long()
+        hidden = self.upstream(self.prepare(waves, lengths)).hidden_states[-1]
+        return self.outputs(hidden), self.frames(lengths, hidden.shape[1])
+
+    def frames(self, lengths: torch.Tensor, limit: int) -> torch.Tensor:
+        return self.upstream.output_frames(lengths).clamp(max=limit)
+
+    def outputs(
+        self,
+        encoded: torch.Tensor,
+        texts: Sequence[str] | None = None,
+        lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, T, vocab) logits from the upstream's last hidden state (after a pre-LN
+        encoder's final norm)."""
+        return self.lm_head(encoded)
 
     def labels(self, text: str) -> list[int]:
         """Target ids: the text in the vocabulary's case, spaces as the word delimiter."""
         text = " ".join(text.split())
         return self.tokenizer(text.upper() if self.upper else text).input_ids
 
+    def loss_of(
+        self,
+        logits: torch.Tensor,
+        texts: Sequence[str],
+        lengths: torch.Tensor,
+        reduction: str = "mean",
+    ) -> torch.Tensor:
+        """CTC loss per target token: "mean" divides the batch's sum by its target tokens (as
+        the checkpoints' own "sum" reduction over tokens); "sum" adds each clip's per-token
+        loss (per-example gradients)."""
+        targets = [torch.tensor(self.labels(t)) for t in texts]
+        target_lengths = torch.tensor([len(t) for t in targets])
+        log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)
+        per_clip = F.ctc_loss(
+            log_probs,
+            torch.cat(targets),
+            self.frames(lengths, logits.shape[1]),
+            target_lengths,
+            blank=self.blank,
+            reduction="none",
+            zero_infinity=True,
+        )
+        if reduction == "sum":
+            return (per_clip / target_lengths.clamp(min=1)).sum()
+        return per_clip.sum() / target_lengths.sum().clamp(min=1)
+
+    def reference_probability(
+        self, logits: torch.Tensor, texts: Sequence[str], lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """exp(-CTC loss per token) of each transcript, summed over the batch."""
+        per_token = torch.stack(
+            [self.loss_of(logits[i : i + 1], [t], lengths[i : i + 1]) for i, t in enumerate(texts)]
+        )
+        return torch.exp(-per_token).sum()
+
     def loss(
         self, waves: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]
     ) -> torch.Tensor:
         """CTC loss summed over the batch, divided by the number of target tokens."""
-        logits, frames = self.logits(waves, lengths)
-        targets = [torch.tensor(self.labels(t)) for t in texts]
-        target_lengths = torch.tensor([len(t) for t in targets])
-        log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)
-        total = F.ctc_loss(
-            log_probs,
-            torch.cat(targets),
-            frames,
-            target_lengths,
-            blank=self.blank,
-            reduction="sum",
-            zero_infinity=True,
-        )
-        return total / target_lengths.sum().clamp(min=1)
+        logits, _ = self.logits(waves, lengths)
+        return self.loss_of(logits, texts, lengths)
 
     @torch.no_grad()
     def transcribe(self, waves: torch.Tensor, lengths: torch.Tensor, **_: object) -> list[str]:
         """Greedy CTC: best token per frame, repeats collapsed, blanks dropped."""
-        logits, frames = self.logits(waves, lengths)
+        logits, _ = self.logits(waves, lengths)
+        return self.decode_logits(logits, lengths)
+
+    @torch.no_grad()
+    def decode(self, encoded: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """Greedy text from the upstream's last hidden state."""
+        return self.decode_logits(self.outputs(encoded), lengths)
+
+    def decode_logits(self, logits: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         best = logits.argmax(-1)
+        frames = self.frames(lengths, logits.shape[1])
         return [self.text(best[i, : int(n)].tolist()) for i, n in enumerate(frames)]
 
     def text(self, frame_ids: list[int]) -> str:

@@ -1,8 +1,9 @@
 """transformers checkpoints (local folder or hub id) as `Upstream`s: wav2vec2, HuBERT, Whisper.
 
-Models are loaded with eager attention (so attention weights exist and each `out_proj` sees the
-per-head context) and with every stochastic part off (dropout, LayerDrop, SpecAugment masking),
-so a frozen upstream gives the same features in train() and eval() mode.
+Models are loaded with eager attention (the kernel that returns attention weights; forwards
+that need none switch to SDPA, see `Upstream.attention_kernel`) and with every stochastic part
+off (dropout, LayerDrop, SpecAugment masking), so a frozen upstream gives the same features in
+train() and eval() mode.
 """
 
 from __future__ import annotations
@@ -104,8 +105,6 @@ class HFUpstream(Upstream):
 
     def __init__(self, model: PreTrainedModel, name: str, normalize: bool):
         super().__init__()
-        if model.config._attn_implementation != "eager":
-            raise UpstreamError(f"{name}: the model must be loaded with eager attention")
         self.name = name
         self.model = model
         self.normalize = normalize
@@ -116,6 +115,9 @@ class HFUpstream(Upstream):
     def _stable_layer_norm(self) -> bool:
         """Pre-LN encoders ("large" models) norm after the last layer; post-LN ones, first."""
         return bool(getattr(self.model.config, "do_stable_layer_norm", False))
+
+    def output_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model._get_feat_extract_output_lengths(lengths).long()
 
     def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
         """CNN stem, feature projection and convolutional positions, as the model's own forward."""

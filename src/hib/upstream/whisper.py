@@ -78,14 +78,13 @@ class WhisperEncoderUpstream(Upstream):
     """A transformers `WhisperEncoder` on short clips: waveform -> log-mel -> encoder layers.
 
     hidden_states[0] is conv stem + positions, hidden_states[i] the output of layer i, the last
-    one after the encoder's final layer norm (what the decoder attends to). The encoder must use
-    eager attention so that attention weights exist and `out_proj` sees per-head contexts.
+    one after the encoder's final layer norm (what the decoder attends to). The layers run SDPA
+    unless attention weights are asked for (`Upstream.attention_kernel`), whatever kernel the
+    encoder was loaded with.
     """
 
     def __init__(self, encoder: WhisperEncoder, name: str):
         super().__init__()
-        if encoder.config._attn_implementation != "eager":
-            raise UpstreamError(f"{name}: Whisper encoder must be loaded with eager attention")
         self.name = name
         self.encoder = encoder
         self.logmel = LogMel(encoder.config.num_mel_bins)
@@ -101,6 +100,10 @@ class WhisperEncoderUpstream(Upstream):
             seconds = waveforms.shape[-1] / self.sample_rate
             raise UpstreamError(f"{self.name}: {seconds:.1f} s input is longer than Whisper's 30 s")
         return x + positions[: x.shape[1]]
+
+    def output_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """N samples -> N // 160 log-mel frames -> ceil(frames / 2) after the stride-2 conv."""
+        return (lengths // self.logmel.hop_length + 1) // 2
 
     def run_layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
         return self.encoder.layers[index](hidden, None)
@@ -265,7 +268,18 @@ def convert_tiny_en(cache_dir: str | Path | None = None) -> Path:
 
 
 def load_whisper_model(cache_dir: str | Path | None = None) -> WhisperForConditionalGeneration:
-    """The full converted tiny.en (encoder + decoder), eager attention, in eval mode."""
+    """The full converted tiny.en (encoder + decoder) in eval mode.
+
+    Loaded eager, so the decoder runs as it always has; the encoder's kernel is chosen per
+    forward by `WhisperEncoderUpstream`. `generation_config.alignment_heads` ([decoder layer,
+    cross-attention head] pairs, what token timestamps read) comes from the packaged model's
+    config.json.
+    """
     folder = convert_tiny_en(cache_dir)
     model = WhisperForConditionalGeneration.from_pretrained(folder, attn_implementation="eager")
+    meta_file = _packaged_model_dir() / "config.json"
+    heads = json.loads(meta_file.read_text()).get("alignment_heads")
+    if heads is None:
+        raise UpstreamError(f"{meta_file}: no alignment_heads")
+    model.generation_config.alignment_heads = heads
     return model.eval()

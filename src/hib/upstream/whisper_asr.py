@@ -11,6 +11,9 @@ Input length (`context`):
   spotting does): cheaper, but off the training distribution. docs/asr.md has the measured
   WER and cost of both.
 
+Heads (`head_source(scope)`): "encoder" is `upstream`; "decoder" and "all" add the decoder's
+self- and cross-attention heads (hib.upstream.whisper_heads; docs/asr.md, "Decoder heads").
+
 Targets: LibriSpeech transcripts are upper case without punctuation, which Whisper never
 writes; such a reference is sentence-cased before tokenizing, so the teacher-forced loss asks
 for text in Whisper's own style (WER is computed after normalisation either way).
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from tokenizers import Tokenizer
@@ -29,12 +32,17 @@ from torch.nn import functional as F
 from transformers import WhisperForConditionalGeneration
 
 from hib.errors import UpstreamError
+from hib.upstream.base import mark_unpruned
 from hib.upstream.whisper import (
     TINY_EN,
     WhisperEncoderUpstream,
     _packaged_model_dir,
     load_whisper_model,
 )
+from hib.upstream.whisper_heads import DecoderHeads, JoinedHeads
+
+Scope = Literal["encoder", "decoder", "all"]
+SCOPES: tuple[str, ...] = ("encoder", "decoder", "all")
 
 Context = Literal["30s", "short"]
 CONTEXTS: tuple[str, ...] = ("30s", "short")
@@ -42,6 +50,12 @@ WINDOW_SAMPLES = 30 * 16000
 PROMPT = ("<|startoftranscript|>", "<|notimestamps|>")
 END = "<|endoftext|>"
 IGNORE = -100
+
+
+def token_budget(seconds: float) -> int:
+    """Tokens a transcript of `seconds` of speech can need: 16 + 8 per second (fast read
+    English is ~3-4 tokens per second), at most Whisper's 224 per window."""
+    return min(224, 16 + int(8 * seconds + 0.999))
 
 
 def target_text(text: str) -> str:
@@ -67,6 +81,9 @@ class WhisperASR(nn.Module):
             raise UpstreamError(f"context must be one of {CONTEXTS}, not {context!r}")
         self.model = model.requires_grad_(False).eval()
         self.upstream = WhisperEncoderUpstream(model.model.encoder, name)
+        decoder = DecoderHeads(model.model.decoder, f"{name} decoder")
+        joined = JoinedHeads([self.upstream, decoder], f"{name} encoder+decoder")
+        self._head_sources = {"encoder": self.upstream, "decoder": decoder, "all": joined}
         self.tokenizer = tokenizer
         self.context = context
         self.prompt = [self._token(t) for t in PROMPT]
@@ -83,25 +100,100 @@ class WhisperASR(nn.Module):
             raise UpstreamError(f"Whisper tokenizer has no {token}")
         return index
 
-    def encode(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, N) zero-padded 16 kHz waveforms -> encoder output (B, T, D), per `context`."""
+    def head_source(self, scope: Scope) -> Any:
+        """What `hib.heads.Heads` takes for `scope`: the same object on every call."""
+        if scope not in SCOPES:
+            raise UpstreamError(f"unknown heads scope {scope!r} (choose from {', '.join(SCOPES)})")
+        return self._head_sources[scope]
+
+    def row_names(self, scope: Scope) -> list[str]:
+        """One label per row of the scope's head grid: "enc.L0", "dec.L0.self", "dec.L0.cross"."""
+        self.head_source(scope)  # refuses an unknown scope
+        encoder = [f"enc.L{i}" for i in range(len(self.model.model.encoder.layers))]
+        decoder = [
+            f"dec.L{i}.{kind}"
+            for i in range(len(self.model.model.decoder.layers))
+            for kind in ("self", "cross")
+        ]
+        return {"encoder": encoder, "decoder": decoder, "all": encoder + decoder}[scope]
+
+    def kept_cross_heads(self) -> list[list[int]]:
+        """Per decoder layer, the original cross-attention heads it still has (alignment heads)."""
+        source = self._head_sources["decoder"]
+        mark_unpruned(source)
+        return [list(kept) for kept in source.kept_heads[1::2]]
+
+    def prepare(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, N) zero-padded 16 kHz waveforms -> what the encoder reads, per `context`."""
         if int(lengths.max()) > WINDOW_SAMPLES:
             seconds = int(lengths.max()) / WINDOW_SAMPLES * 30
             raise UpstreamError(f"{seconds:.1f} s input is longer than Whisper's 30 s window")
         n = WINDOW_SAMPLES if self.context == "30s" else int(lengths.max())
-        waves = F.pad(waves[:, :n], (0, max(0, n - waves.shape[1])))
-        return self.upstream(waves).hidden_states[-1]
+        return F.pad(waves[:, :n], (0, max(0, n - waves.shape[1])))
+
+    def encode(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, N) zero-padded 16 kHz waveforms -> encoder output (B, T, D), per `context`."""
+        return self.upstream(self.prepare(waves, lengths)).hidden_states[-1]
+
+    def outputs(
+        self, encoded: torch.Tensor, texts: Sequence[str], lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Teacher-forced token logits (B, T, vocab) for the reference transcripts."""
+        return self._forced(encoded, self._teacher_forcing(texts)[0])
+
+    def loss_of(
+        self,
+        logits: torch.Tensor,
+        texts: Sequence[str],
+        lengths: torch.Tensor | None = None,
+        reduction: str = "mean",
+    ) -> torch.Tensor:
+        """Cross-entropy per transcript (mean over its target tokens: the text, then
+        <|endoftext|>), averaged ("mean") or added ("sum") over the batch."""
+        _, labels = self._teacher_forcing(texts)
+        tokens = F.cross_entropy(
+            logits.transpose(1, 2).float(), labels, ignore_index=IGNORE, reduction="none"
+        )
+        per_text = tokens.sum(1) / (labels != IGNORE).sum(1).clamp(min=1)
+        return per_text.sum() if reduction == "sum" else per_text.mean()
+
+    def reference_probability(
+        self, logits: torch.Tensor, texts: Sequence[str], lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean probability of each transcript's target tokens, summed over the batch."""
+        _, labels = self._teacher_forcing(texts)
+        scored = labels != IGNORE
+        probs = logits.float().softmax(-1).gather(2, labels.clamp(min=0)[..., None])[..., 0]
+        return ((probs * scored).sum(1) / scored.sum(1).clamp(min=1)).sum()
 
     def loss(
         self, waves: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]
     ) -> torch.Tensor:
-        """Mean cross-entropy over every target token (the text, then <|endoftext|>)."""
+        """Mean over the transcripts of the cross-entropy per target token."""
+        return self.loss_of(self.outputs(self.encode(waves, lengths), texts), texts)
+
+    def teacher_forced(
+        self, waves: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder logits (B, S, vocab) on prompt + text, and the labels `loss` scores them by."""
         inputs, labels = self._teacher_forcing(texts)
-        encoded = self.encode(waves, lengths)
-        logits = self.model(
+        return self._forced(self.encode(waves, lengths), inputs), labels
+
+    def _forced(self, encoded: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(
             encoder_outputs=(encoded,), decoder_input_ids=inputs, use_cache=False
         ).logits
-        return F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE)
+
+    def stats_forward(self, batch: tuple[torch.Tensor, torch.Tensor, Sequence[str]]) -> None:
+        """A (waves, lengths, texts) batch for `Heads.fit_stats(..., forward=...)`, any scope.
+
+        The encoder runs on the batch, the teacher-forced decoder on each transcript alone, so
+        no padding token enters the decoder heads' statistics.
+        """
+        waves, lengths, texts = batch
+        encoded = self.encode(waves, lengths)
+        for row, text in enumerate(texts):
+            self._forced(encoded[row : row + 1], self._teacher_forcing([text])[0])
 
     def _teacher_forcing(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder inputs (prompt + text) and labels (text + end), padded; prompt not scored."""
@@ -121,22 +213,32 @@ class WhisperASR(nn.Module):
             labels[row, start : start + len(ids) + 1] = torch.tensor([*ids, self.end])
         return inputs, labels
 
-    def _decode(self, encoded: torch.Tensor, ids: torch.Tensor, cache=None):
+    def _step(self, encoded: torch.Tensor, ids: torch.Tensor, cache=None):
         return self.model(encoder_outputs=(encoded,), decoder_input_ids=ids, cache=cache)
 
     @torch.no_grad()
     def transcribe(
-        self, waves: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int = 128
+        self, waves: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int | None = None
     ) -> list[str]:
         """Batched greedy decoding with the decoder's KV cache; stops at <|endoftext|>."""
-        encoded = self.encode(waves, lengths)
+        return self.decode(self.encode(waves, lengths), lengths, max_new_tokens)
+
+    @torch.no_grad()
+    def decode(
+        self, encoded: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int | None = None
+    ) -> list[str]:
+        """Greedy text from encoder outputs. `max_new_tokens` defaults to a budget from the
+        longest clip's duration (`token_budget`), so a decoder that loops (a heavily pruned
+        encoder) stops where no real transcript of that audio could still be going."""
+        if max_new_tokens is None:
+            max_new_tokens = token_budget(float(lengths.max()) / 16000)
         batch = encoded.shape[0]
         ids = torch.tensor([self.prompt] * batch)
         finished = torch.zeros(batch, dtype=torch.bool)
         written: list[torch.Tensor] = []
         cache = None
         for step in range(max_new_tokens):
-            out = self._decode(encoded, ids, cache)
+            out = self._step(encoded, ids, cache)
             logits = out.logits[:, -1].float()
             logits[:, self.suppress] = -torch.inf
             if step == 0:

@@ -12,7 +12,8 @@ import pytest
 from hib.data.protocols import speaker_id
 from hib.data.speech_commands import load_split
 from hib.data.synth import corpus, espeak
-from hib.data.synth.corpus import SynthConfig, build_corpus, corpus_is_complete, holdout_config
+from hib.data.synth.build import corpus_is_complete
+from hib.data.synth.corpus import SynthConfig, build_corpus, holdout_config
 from hib.errors import DataError
 
 from .conftest import TINY

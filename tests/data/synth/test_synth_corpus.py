@@ -17,7 +17,8 @@ import soundfile as sf
 from hib.data.protocols import speaker_id, which_set
 from hib.data.speech_commands import load_split
 from hib.data.synth import corpus
-from hib.data.synth.corpus import WORDS, SynthConfig, build_corpus, corpus_is_complete
+from hib.data.synth.build import corpus_is_complete
+from hib.data.synth.corpus import WORDS, SynthConfig, build_corpus
 from hib.errors import DataError
 
 from .conftest import TINY

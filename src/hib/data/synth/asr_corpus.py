@@ -19,8 +19,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -30,8 +28,9 @@ import numpy as np
 import soundfile as sf
 
 from hib.data.audio import SAMPLE_RATE
-from hib.data.synth import corpus, noise
-from hib.data.synth.corpus import Speaker, SynthConfig, rng_for
+from hib.data.synth import corpus, noise, voices
+from hib.data.synth.build import build_cached, run_jobs
+from hib.data.synth.corpus import Speaker, rng_for
 from hib.data.synth.spoken import speak_sentence
 from hib.errors import DataError
 from hib.io import atomic_write, write_json, write_text
@@ -90,12 +89,6 @@ class ASRSynthConfig:
         blob = json.dumps([FORMAT_VERSION, dataclasses.asdict(self)], sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()
 
-    def voices(self) -> SynthConfig:
-        """The keyword corpus's voice settings, so speakers are drawn by the same code."""
-        names = {f.name for f in dataclasses.fields(SynthConfig)} - {"variants"}
-        shared = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
-        return SynthConfig(n_speakers=sum(self.speakers), **shared)
-
 
 @dataclass(frozen=True)
 class Job:
@@ -113,21 +106,24 @@ def build_asr_corpus(
     workers: int = 2,
 ) -> Path:
     """Build into `out` (or return at once if built for `config`); swapped in when complete."""
-    out = Path(out)
-    if corpus.corpus_is_complete(out, config):
-        return out
-    corpus._check_replaceable(out)
     _check_config(config)
-    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    return build_cached(out, config, lambda tmp: _write(tmp, config, progress, workers))
+
+
+def _write(root: Path, config: ASRSynthConfig, progress: bool, workers: int) -> None:
+    """Piper speakers first (the slow ones), on `workers` spawned processes; then the index."""
     start = time.monotonic()
-    try:
-        rows = _render(tmp, config, plan(config), progress, workers)
-        _write_index(tmp, config, rows, time.monotonic() - start)
-        corpus._swap_in(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    jobs = sorted(plan(config), key=lambda j: j.speaker.engine != "piper")
+    rows = run_jobs(
+        _task,
+        [(root, config, j) for j in jobs],
+        workers,
+        total=sum(config.utterances),
+        desc="synth asr corpus",
+        unit="utt",
+        progress=progress,
+    )
+    _write_index(root, config, sorted(rows), time.monotonic() - start)
 
 
 def _check_config(config: ASRSynthConfig) -> None:
@@ -143,31 +139,13 @@ def _check_config(config: ASRSynthConfig) -> None:
 
 def plan(config: ASRSynthConfig) -> list[Job]:
     """Speakers per split (Piper and espeak-ng shared out in proportion) and their counts."""
-    speakers = _speakers(config)
-    groups = [[s for s in speakers if s.engine == e] for e in ("piper", "espeak")]
-    bounds = np.cumsum([0, *config.speakers]) / sum(config.speakers)
-    per_split: list[list[Speaker]] = [[] for _ in SPLITS]
-    for engine, group in zip(("piper", "espeak"), groups, strict=True):
-        order = rng_for(config.seed, "assign", engine).permutation(len(group))
-        cuts = np.round(bounds * len(group)).astype(int)
-        for k in range(len(SPLITS)):
-            per_split[k].extend(group[i] for i in order[cuts[k] : cuts[k + 1]])
     jobs, number = [], 0
+    per_split = voices.split_speakers(config)
     for split, members, total in zip(SPLITS.values(), per_split, config.utterances, strict=True):
-        counts = np.diff(np.round(np.linspace(0, total, len(members) + 1)).astype(int))
-        for speaker, count in zip(members, counts, strict=True):
+        for speaker, count in zip(members, voices.spread(total, len(members)), strict=True):
             number += 1
-            jobs.append(Job(speaker, number, split, int(count)))
+            jobs.append(Job(speaker, number, split, count))
     return jobs
-
-
-def _speakers(config: ASRSynthConfig) -> list[Speaker]:
-    """Distinct identities drawn as the keyword corpus draws them, from `config.variants`."""
-    total = sum(config.speakers)
-    n_piper = round(total * config.piper_fraction)
-    return corpus.draw_speakers(
-        config.seed, total, n_piper, config.voices(), list(config.variants)
-    )
 
 
 def render_job(root: Path, config: ASRSynthConfig, job: Job) -> list[Row]:
@@ -198,22 +176,6 @@ def render_job(root: Path, config: ASRSynthConfig, job: Job) -> list[Row]:
 
 def _task(args: tuple[Path, ASRSynthConfig, Job]) -> list[Row]:
     return render_job(*args)
-
-
-def _render(
-    root: Path, config: ASRSynthConfig, jobs: list[Job], progress: bool, workers: int
-) -> list[Row]:
-    """Piper speakers first (the slow ones), on `workers` spawned processes."""
-    from tqdm import tqdm
-
-    tasks = [(root, config, j) for j in sorted(jobs, key=lambda j: j.speaker.engine != "piper")]
-    rows: list[Row] = []
-    total = sum(config.utterances)
-    with tqdm(total=total, unit="utt", desc="synth asr corpus", disable=not progress) as bar:
-        for done in corpus.map_jobs(_task, tasks, workers):
-            rows.extend(done)
-            bar.update(len(done))
-    return sorted(rows)
 
 
 def _write_index(root: Path, config: ASRSynthConfig, rows: list[Row], seconds: float) -> None:

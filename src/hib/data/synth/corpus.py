@@ -25,16 +25,13 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 from scipy.signal import resample_poly
@@ -44,6 +41,7 @@ from hib.data.augment import mix_at_snr
 from hib.data.protocols import speaker_id, which_set
 from hib.data.speech_commands import KEYWORDS, NOISE_DIR, TESTING_LIST, VALIDATION_LIST
 from hib.data.synth import espeak, noise, piper
+from hib.data.synth.build import build_cached, run_jobs
 from hib.errors import DataError
 from hib.io import write_json, write_text
 
@@ -152,8 +150,6 @@ Row = tuple[str, str, float]
 """(relative path, noise type or "clean", SNR in dB or inf): what a job reports per clip."""
 Task = tuple[Path, SynthConfig, Job | None]
 """A job for the pool; None stands for writing the background-noise folder."""
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def rng_for(seed: int, *parts: object) -> np.random.Generator:
@@ -175,40 +171,28 @@ def holdout_config(n_clips: int = 1500, seed: int = 1) -> SynthConfig:
     )
 
 
-def corpus_is_complete(out: str | Path, config: SynthConfig = SynthConfig()) -> bool:
-    """True when `out` holds a finished build of exactly this config (corpus.json is last)."""
-    try:
-        meta = json.loads((Path(out) / "corpus.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("config_key") == config.key()
-
-
 def build_corpus(
     out: str | Path, config: SynthConfig = SynthConfig(), progress: bool = True, workers: int = 2
 ) -> Path:
-    """Build the corpus into `out` (or return at once if it is already built for `config`).
-
-    The build goes to a hidden sibling folder that is renamed to `out` at the end, so an
-    interrupted build never looks complete. An existing `out` is replaced only if it is empty
-    or an older corpus (has corpus.json), never an unrelated folder.
-    """
-    out = Path(out)
-    if corpus_is_complete(out, config):
-        return out
-    _check_replaceable(out)
+    """Build the corpus into `out` (or return at once if it is already built for `config`)."""
     _check_config(config)
-    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    return build_cached(out, config, lambda tmp: _write(tmp, config, progress, workers))
+
+
+def _write(root: Path, config: SynthConfig, progress: bool, workers: int) -> None:
     start = time.monotonic()
-    try:
-        speakers, jobs = plan(config)
-        rows = _render(tmp, config, jobs, progress, workers)
-        _write_index(tmp, config, speakers, rows, time.monotonic() - start)
-        _swap_in(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    speakers, jobs = plan(config)
+    tasks = [(root, config, None)] + [(root, config, job) for job in jobs]
+    rows = run_jobs(
+        _task,
+        tasks,
+        workers,
+        total=config.n_clips,
+        desc="synth corpus",
+        unit="clip",
+        progress=progress,
+    )
+    _write_index(root, config, speakers, rows, time.monotonic() - start)
 
 
 def plan(config: SynthConfig) -> tuple[list[Speaker], list[Job]]:
@@ -239,13 +223,6 @@ def _check_config(config: SynthConfig) -> None:
         raise DataError("accents must name at least one espeak-ng voice")
 
 
-def _check_replaceable(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a folder; refusing to replace it")
-    if out.exists() and any(out.iterdir()) and not (out / "corpus.json").exists():
-        raise DataError(f"{out}: exists and is not a synthesized corpus; refusing to replace it")
-
-
 def _speakers(config: SynthConfig) -> list[Speaker]:
     """`n_speakers` distinct identities: the first `piper_fraction` of them Piper voices."""
     n_piper = round(config.n_speakers * config.piper_fraction)
@@ -266,30 +243,6 @@ def _speakers(config: SynthConfig) -> list[Speaker]:
             seen.add(speaker.id)
             speakers.append(speaker)
     return speakers
-
-
-def draw_speakers(
-    seed: int,
-    total: int,
-    n_piper: int,
-    voices: SynthConfig,
-    variants: list[str],
-    key: Callable[[Speaker], object] = lambda s: s.id,
-) -> list[Speaker]:
-    """`total` identities, the first `n_piper` Piper ones, no two with the same `key`."""
-    speakers: dict[object, Speaker] = {}
-    for attempt in range(100 * total):
-        if len(speakers) == total:
-            break
-        rng = rng_for(seed, "speaker", attempt)
-        if len(speakers) < n_piper:
-            speaker = _piper_speaker(rng, voices)
-        else:
-            speaker = _espeak_speaker(rng, voices, variants)
-        speakers.setdefault(key(speaker), speaker)
-    if len(speakers) < total:
-        raise DataError(f"the voice ranges allow fewer than {total} speakers")
-    return list(speakers.values())
 
 
 def _espeak_speaker(rng: np.random.Generator, c: SynthConfig, variants: list[str]) -> Speaker:
@@ -346,9 +299,7 @@ def _espeak_say(text: str, s: Speaker) -> np.ndarray:
 
 def _piper_say(text: str, s: Speaker, session: piper.PiperVoice) -> np.ndarray:
     noise_scale, noise_w = (float(v) for v in s.variant.split("/"))
-    return piper.synthesize(
-        text, float(s.rate), noise_scale, noise_w, float(s.pitch), voice=session
-    )
+    return piper.synthesize(text, float(s.rate), noise_scale, noise_w, float(s.pitch), voice=session)
 
 
 def trim_silence(x: np.ndarray) -> np.ndarray:
@@ -396,8 +347,7 @@ def degrade(
 ) -> tuple[np.ndarray, str, float]:
     """A val/test clip (any length) with noise mixed in, seeded by its name: (audio, noise, SNR).
 
-    `config` is any corpus config with the `eval_*` fields and `seed`.
-    """
+    `config` is any corpus config with `seed` and the `eval_*` fields of SynthConfig."""
     rng = rng_for(config.seed, "degrade", rel)
     if rng.random() < config.eval_clean_fraction:
         return clip, "clean", math.inf
@@ -436,35 +386,6 @@ def _task(args: Task) -> list[Row]:
         noise.write_noise_folder(root / NOISE_DIR, config.noise_seconds, config.seed)
         return []
     return render_job(root, config, job)
-
-
-def _render(
-    root: Path, config: SynthConfig, jobs: list[Job], progress: bool, workers: int
-) -> list[Row]:
-    """Run every job (and the noise folder) on `workers` processes, with a progress bar."""
-    from tqdm import tqdm
-
-    tasks = [(root, config, None)] + [(root, config, job) for job in jobs]
-    rows: list[Row] = []
-    with tqdm(total=config.n_clips, unit="clip", desc="synth corpus", disable=not progress) as bar:
-        for done in map_jobs(_task, tasks, workers):
-            rows.extend(done)
-            bar.update(len(done))
-    return rows
-
-
-def map_jobs(fn: Callable[[T], list[R]], tasks: list[T], workers: int) -> Iterator[list[R]]:
-    """`fn` over `tasks` in completion order, on spawned processes (`fn` module-level).
-
-    Spawn, not fork: forking after ONNX Runtime or espeak-ng state exists is not safe.
-    """
-    if workers <= 1:
-        yield from map(fn, tasks)
-        return
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap_unordered(fn, tasks)
 
 
 def _write_index(
@@ -524,12 +445,3 @@ def _summary(
         "build_seconds": round(seconds, 1),
         "engines": {name: version(name) for name in ENGINE_PACKAGES},
     }
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Replace `out` by `tmp` with renames, so `out` is either the old or the new corpus."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)

@@ -29,8 +29,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -42,8 +40,9 @@ import numpy as np
 from scipy.signal import butter, fftconvolve, sosfilt
 
 from hib.data.audio import SAMPLE_RATE, write_wav
-from hib.data.synth import corpus, espeak, noise
-from hib.data.synth.corpus import Speaker, SynthConfig, rng_for
+from hib.data.synth import corpus, espeak, noise, voices
+from hib.data.synth.build import build_cached, run_jobs
+from hib.data.synth.corpus import Speaker, rng_for
 from hib.data.synth.spoken import speak_sentence
 from hib.data.voxceleb import AUDIO_DIR, LIST_FILE, SPLIT_CODES
 from hib.errors import DataError
@@ -107,12 +106,6 @@ class SIDSynthConfig:
         blob = json.dumps([FORMAT_VERSION, dataclasses.asdict(self)], sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()
 
-    def voices(self) -> SynthConfig:
-        """The keyword corpus's voice settings, so speakers are drawn by the same code."""
-        names = {f.name for f in dataclasses.fields(SynthConfig)} - {"variants"}
-        shared = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
-        return SynthConfig(n_speakers=self.speakers, **shared)
-
 
 @dataclass(frozen=True)
 class Take:
@@ -143,22 +136,24 @@ def build_sid_corpus(
     progress: bool = True,
 ) -> Path:
     """Build into `out` (or return at once if built for `config`); swapped in when complete."""
-    out = Path(out)
-    if corpus.corpus_is_complete(out, config):
-        return out
-    corpus._check_replaceable(out)
     _check_config(config)
-    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    return build_cached(out, config, lambda tmp: _write(tmp, config, progress, workers))
+
+
+def _write(root: Path, config: SIDSynthConfig, progress: bool, workers: int) -> None:
+    """Piper speakers first (the slow ones), on `workers` spawned processes; then the index."""
     start = time.monotonic()
-    try:
-        jobs = plan(config)
-        rows = _render(tmp, config, jobs, progress, workers)
-        _write_index(tmp, config, jobs, rows, time.monotonic() - start)
-        corpus._swap_in(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    jobs = plan(config)
+    rows = run_jobs(
+        _task,
+        [(root, config, j) for j in sorted(jobs, key=lambda j: j.speaker.engine != "piper")],
+        workers,
+        total=config.speakers * sum(config.utterances),
+        desc="synth sid corpus",
+        unit="utt",
+        progress=progress,
+    )
+    _write_index(root, config, jobs, sorted(rows), time.monotonic() - start)
 
 
 def _check_config(config: SIDSynthConfig) -> None:
@@ -176,10 +171,7 @@ def _check_config(config: SIDSynthConfig) -> None:
 
 def plan(config: SIDSynthConfig) -> list[Job]:
     """Speakers, their folder ids, sessions and which utterance goes to which split."""
-    n_piper = round(config.speakers * config.piper_fraction)
-    speakers = corpus.draw_speakers(
-        config.seed, config.speakers, n_piper, config.voices(), list(config.variants), _identity
-    )
+    speakers = voices.draw_speakers(config, _identity)
     order = rng_for(config.seed, "folders").permutation(len(speakers))
     jobs = []
     for number, index in enumerate(order):
@@ -296,22 +288,6 @@ def render_job(root: Path, config: SIDSynthConfig, job: Job) -> list[Row]:
 
 def _task(args: tuple[Path, SIDSynthConfig, Job]) -> list[Row]:
     return render_job(*args)
-
-
-def _render(
-    root: Path, config: SIDSynthConfig, jobs: list[Job], progress: bool, workers: int
-) -> list[Row]:
-    """Piper speakers first (the slow ones), on `workers` spawned processes."""
-    from tqdm import tqdm
-
-    tasks = [(root, config, j) for j in sorted(jobs, key=lambda j: j.speaker.engine != "piper")]
-    rows: list[Row] = []
-    total = config.speakers * sum(config.utterances)
-    with tqdm(total=total, unit="utt", desc="synth sid corpus", disable=not progress) as bar:
-        for done in corpus.map_jobs(_task, tasks, workers):
-            rows.extend(done)
-            bar.update(len(done))
-    return sorted(rows)
 
 
 def _write_index(

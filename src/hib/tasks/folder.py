@@ -1,0 +1,117 @@
+"""A classification task of your own: a folder of WAVs, one sub-folder per class.
+
+    <root>/train/<label>/*.wav
+    <root>/validation/<label>/*.wav      (folder names: data.splits, default as here)
+    <root>/test/<label>/*.wav
+
+    hib train task=folder data.root=/my/sounds --out runs/mine
+    hib score runs/mine --method hib && hib prune runs/mine --method hib
+
+This module is the example docs/tasks.md walks through: a task is a `Task` subclass (how to
+read the splits, the model, the training batches) registered with `@register_task`, plus its
+module's line in `hib.tasks.TASK_MODULES`. The model is SUPERB's utterance classifier, so the
+loss (cross-entropy) and the metric (accuracy) come with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from hib.data.audio import read_wav
+from hib.downstream import ACCURACY, UtteranceClassifier
+from hib.errors import DataError
+from hib.tasks.base import Splits, Task, TaskModel, register_task
+from hib.tasks.ks import limit
+from hib.upstream import load_upstream
+
+MAX_SECONDS = 30.0  # longer clips are cut: Whisper's window
+
+
+class LabelledClips(Dataset):
+    """(waveform at 16 kHz, class index) per file; audio is read on first use and kept."""
+
+    def __init__(self, files: Sequence[tuple[Path, int]], classes: Sequence[str]):
+        self.files, self.classes = list(files), tuple(classes)
+        self._audio: dict[Path, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path, label = self.files[i]
+        if path not in self._audio:
+            self._audio[path] = read_wav(path)[: int(MAX_SECONDS * 16000)]
+        return torch.from_numpy(self._audio[path]), label
+
+    def subset(self, indices: Sequence[int]) -> LabelledClips:
+        return LabelledClips([self.files[i] for i in indices], self.classes)
+
+
+def read_folder(root: Path, split: str, classes: Sequence[str] | None = None) -> LabelledClips:
+    """Every WAV of `<root>/<split>/<label>/`; labels index `classes` (default: this split's
+    sorted label folders)."""
+    folder = Path(root).expanduser() / split
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such split folder")
+    labels = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    classes = list(classes or labels)
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise DataError(f"{folder}: class folders {unknown} are not in the training split")
+    files = [
+        (p, classes.index(lab)) for lab in labels for p in sorted((folder / lab).glob("*.wav"))
+    ]
+    if not files:
+        raise DataError(f"{folder}: no <label>/*.wav files")
+    return LabelledClips(files, classes)
+
+
+@register_task
+class FolderClassification(Task):
+    name = "folder"
+    metric = ACCURACY
+
+    def _folders(self) -> tuple[str, str, str]:
+        return self.config.data.splits or ("train", "validation", "test")
+
+    def _root(self) -> Path:
+        if self.config.data.root is None:
+            raise DataError("task folder needs data.root=<folder with train/validation/test>")
+        return Path(self.config.data.root)
+
+    def load_splits(self, progress: bool = True) -> Splits:
+        root, (fit, val, test), data = self._root(), self._folders(), self.config.data
+        train = read_folder(root, fit)
+        seed = self.config.seed
+        return Splits(
+            train=limit(train, data.train_limit, seed),
+            validation=limit(read_folder(root, val, train.classes), data.eval_limit, seed + 1),
+            test=limit(read_folder(root, test, train.classes), data.test_limit, seed + 2),
+            root=root,
+        )
+
+    def read_split(self, root: Path, split: str) -> LabelledClips:
+        return read_folder(root, split, read_folder(self._root(), self._folders()[0]).classes)
+
+    def build_model(self) -> UtteranceClassifier:
+        classes = read_folder(self._root(), self._folders()[0]).classes
+        upstream = load_upstream(self.config.upstream.name)
+        model = UtteranceClassifier.build(upstream, classes, self.config.downstream.proj_dim)
+        model.freeze_upstream(not self.config.upstream.finetune)
+        return model
+
+    def train_batches(
+        self, train_set: Dataset, model: TaskModel, epoch: int, clips: int | None = None
+    ) -> DataLoader:
+        """A seeded shuffle of the training split per epoch (`clips` of them for a re-fit)."""
+        generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
+        order = torch.randperm(len(train_set), generator=generator).tolist()
+        if clips is not None:
+            order = (order * (clips // max(len(order), 1) + 1))[:clips]
+        subset = torch.utils.data.Subset(train_set, order)
+        return DataLoader(subset, batch_size=self.config.train.batch_size, collate_fn=model.collate)

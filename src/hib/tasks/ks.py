@@ -1,0 +1,98 @@
+"""Keyword spotting: 12-class Speech Commands (SUPERB KS), 1 s clips, accuracy.
+
+Splits come from a Speech Commands-layout folder (the synthesized corpus by default); training
+batches draw every class equally often and mix in the corpus's background noise
+(`data.augment`), seeded by (seed, epoch) so a resumed run draws the same batches.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from hib.data.augment import Augment
+from hib.data.corpora import resolve_data_root
+from hib.data.speech_commands import (
+    CLASSES,
+    KSDataset,
+    background_noises,
+    balanced_sampler,
+    load_split,
+)
+from hib.downstream import ACCURACY, UtteranceClassifier
+from hib.tasks.base import Splits, Task, register_task
+from hib.upstream import load_upstream
+
+
+def limit(dataset: Dataset, n: int | None, seed: int) -> Dataset:
+    """A seeded random subset of n items (all when n is None or larger)."""
+    if n is None or n >= len(dataset):
+        return dataset
+    order = np.random.default_rng(seed).permutation(len(dataset))[:n]
+    return dataset.subset(sorted(order.tolist()))
+
+
+@register_task
+class KeywordSpotting(Task):
+    name = "ks"
+    metric = ACCURACY
+
+    def load_splits(self, progress: bool = True) -> Splits:
+        data = self.config.data
+        root = resolve_data_root(data, progress)
+        test_root = Path(data.test_root) if data.test_root else None
+        train, validation, test = (
+            load_split(root, s, data.protocol, test_root=test_root)
+            for s in ("train", "validation", "test")
+        )
+        seed = self.config.seed
+        return Splits(
+            train=limit(train, data.train_limit, seed),
+            validation=limit(validation, data.eval_limit, seed + 1),
+            test=limit(test, data.test_limit, seed + 2),
+            root=root,
+        )
+
+    def read_split(self, root: Path, split: str) -> KSDataset:
+        return load_split(root, split, self.config.data.protocol)
+
+    def split_names(self) -> tuple[str, ...]:
+        return ("train", "validation", "test")
+
+    def build_model(self) -> UtteranceClassifier:
+        upstream = load_upstream(self.config.upstream.name)
+        model = UtteranceClassifier.build(upstream, CLASSES, self.config.downstream.proj_dim)
+        model.freeze_upstream(not self.config.upstream.finetune)
+        return model
+
+    @cached_property
+    def noises(self) -> list:
+        """Background noises for training-time augmentation (none when it is off); read once."""
+        if not self.config.data.augment:
+            return []
+        return background_noises(resolve_data_root(self.config.data, progress=False))
+
+    def train_batches(
+        self, train_set: KSDataset, model: UtteranceClassifier, epoch: int, clips: int | None = None
+    ) -> DataLoader:
+        """Class-balanced draws, augmented: `clips` of them, else train.steps_per_epoch
+        batches, else one pass's worth."""
+        config = self.config
+        seed = config.seed * 1000 + epoch
+        dataset = train_set
+        if config.data.augment and self.noises:
+            dataset = train_set.with_transform(
+                Augment(self.noises, snr_db=config.data.snr_db, seed=seed)
+            )
+        batch_size = config.train.batch_size
+        if clips is not None:
+            num_samples = -(-clips // batch_size) * batch_size
+        elif config.train.steps_per_epoch:
+            num_samples = config.train.steps_per_epoch * batch_size
+        else:
+            num_samples = len(train_set)
+        sampler = balanced_sampler(train_set, num_samples=num_samples, seed=seed)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=model.collate)
