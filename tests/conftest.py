@@ -95,3 +95,13 @@ def whisper_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("hib-cache")
     convert_tiny_en(cache)
     return cache
+
+
+def spoken_batch(sentences: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(waves, lengths, texts) of espeak-ng readings of (sentence, voice) pairs, as
+    `collate_asr` batches them: real speech-like clips for the recogniser tests."""
+    from hib.data.librispeech import collate_asr
+    from hib.data.synth import espeak
+
+    espeak.reset()
+    return collate_asr([(torch.from_numpy(espeak.synthesize(s, v)), s) for s, v in sentences])

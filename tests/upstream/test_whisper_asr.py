@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from hib.data.librispeech import collate_asr
 from hib.errors import UpstreamError
 from hib.heads import Heads
 from hib.upstream.whisper import _packaged_model_dir
 from hib.upstream.whisper_asr import WhisperASR, load_whisper_asr, target_text
+from tests.conftest import spoken_batch
 
 SENTENCES = [
     ("the quick brown fox jumps over the lazy dog", "en-us"),
@@ -28,10 +28,7 @@ def asr(whisper_cache_dir: Path) -> WhisperASR:
 
 @pytest.fixture(scope="module")
 def batch() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    from hib.data.synth import espeak
-
-    espeak.reset()
-    return collate_asr([(torch.from_numpy(espeak.synthesize(s, v)), s) for s, v in SENTENCES])
+    return spoken_batch(SENTENCES)
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,11 @@ import pytest
 import torch
 
 from hib.bottleneck import HeadBottleneck
-from hib.data.librispeech import collate_asr
 from hib.errors import UpstreamError
 from hib.heads import Heads, HeadStats
 from hib.upstream.whisper_asr import IGNORE, WhisperASR, load_whisper_asr
 from hib.upstream.whisper_heads import remap_alignment_heads
+from tests.conftest import spoken_batch
 
 SENTENCES = [
     ("the quick brown fox jumps over the lazy dog", "en-us"),
@@ -58,10 +58,7 @@ def asr(whisper_cache_dir: Path) -> WhisperASR:
 
 @pytest.fixture(scope="module")
 def batch() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    from hib.data.synth import espeak
-
-    espeak.reset()
-    return collate_asr([(torch.from_numpy(espeak.synthesize(s, v)), s) for s, v in SENTENCES])
+    return spoken_batch(SENTENCES)
 
 
 @contextmanager

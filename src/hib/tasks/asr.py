@@ -24,7 +24,6 @@ from hib.data.librispeech import ASRDataset, collate_asr, load_librispeech
 from hib.data.synth.asr_corpus import SPLITS
 from hib.errors import ConfigError, DataError
 from hib.tasks.base import Batch, EvalResult, Metric, Splits, Task, TaskModel, register_task
-from hib.tasks.ks import limit
 from hib.tasks.wer import corpus_wer
 
 WER = Metric("wer", higher_is_better=False)
@@ -125,18 +124,12 @@ class SpeechRecognition(Task):
         return root
 
     def load_splits(self, progress: bool = True) -> Splits:
-        data, seed = self.config.data, self.config.seed
         root = self.root(progress)
         folders = self._folders()
         train, validation, test = (
             load_librispeech(root, folders[role]) for role in ("train", "validation", "test")
         )
-        return Splits(
-            train=limit(train, data.train_limit, seed),
-            validation=limit(validation, data.eval_limit, seed + 1),
-            test=limit(test, data.test_limit, seed + 2),
-            root=root,
-        )
+        return self.limited(train, validation, test, root)
 
     def read_split(self, root: Path, split: str) -> ASRDataset:
         """`split` is a role (train / validation / test: the configured folders) or any folder

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -62,8 +63,7 @@ class Batch:
 
     def repeat(self, n: int) -> Batch:
         """n copies stacked along the batch (several integrated-gradient steps at once)."""
-        lengths = None if self.lengths is None else self.lengths.repeat(n)
-        return Batch(repeat(self.waves, n), repeat(self.targets, n), lengths)
+        return Batch(repeat(self.waves, n), repeat(self.targets, n), repeat(self.lengths, n))
 
     def without_waves(self) -> Batch:
         """The batch's targets alone, for caches that keep layer inputs instead of audio."""
@@ -235,6 +235,16 @@ class Task:
     def load_splits(self, progress: bool = True) -> Splits:
         raise NotImplementedError
 
+    def limited(self, train: Dataset, validation: Dataset, test: Dataset, root: Path) -> Splits:
+        """The splits cut to data.{train,eval,test}_limit: seeded subsets, one seed per role."""
+        data, seed = self.config.data, self.config.seed
+        return Splits(
+            train=_limit(train, data.train_limit, seed),
+            validation=_limit(validation, data.eval_limit, seed + 1),
+            test=_limit(test, data.test_limit, seed + 2),
+            root=root,
+        )
+
     def read_split(self, root: Path, split: str) -> Dataset:
         """Any folder in the task's real layout (`hib eval --data DIR --split S`)."""
         raise NotImplementedError
@@ -255,6 +265,14 @@ class Task:
     def stats_batches(self, train_set: Dataset, model: TaskModel) -> Iterable[Batch]:
         """Batches for each head's context statistics (mean fill, HIB's prior)."""
         return self.train_batches(train_set, model, epoch=-1)
+
+
+def _limit(dataset: Any, n: int | None, seed: int) -> Any:
+    """A seeded random subset of n items (all when n is None or larger)."""
+    if n is None or n >= len(dataset):
+        return dataset
+    order = np.random.default_rng(seed).permutation(len(dataset))[:n]
+    return dataset.subset(sorted(order.tolist()))
 
 
 TASKS: dict[str, type[Task]] = {}

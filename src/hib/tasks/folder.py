@@ -16,6 +16,7 @@ loss (cross-entropy) and the metric (accuracy) come with it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,6 @@ from hib.data.audio import read_wav
 from hib.downstream import ACCURACY, UtteranceClassifier
 from hib.errors import DataError
 from hib.tasks.base import Splits, Task, TaskModel, register_task
-from hib.tasks.ks import limit
 from hib.upstream import load_upstream
 
 MAX_SECONDS = 30.0  # longer clips are cut: Whisper's window
@@ -84,24 +84,24 @@ class FolderClassification(Task):
             raise DataError("task folder needs data.root=<folder with train/validation/test>")
         return Path(self.config.data.root)
 
+    @cached_property
+    def classes(self) -> tuple[str, ...]:
+        """The training split's label folders, sorted: every split's label indices."""
+        return read_folder(self._root(), self._folders()[0]).classes
+
     def load_splits(self, progress: bool = True) -> Splits:
-        root, (fit, val, test), data = self._root(), self._folders(), self.config.data
-        train = read_folder(root, fit)
-        seed = self.config.seed
-        return Splits(
-            train=limit(train, data.train_limit, seed),
-            validation=limit(read_folder(root, val, train.classes), data.eval_limit, seed + 1),
-            test=limit(read_folder(root, test, train.classes), data.test_limit, seed + 2),
-            root=root,
+        root, (fit, val, test) = self._root(), self._folders()
+        train, validation, test_set = (
+            read_folder(root, split, self.classes) for split in (fit, val, test)
         )
+        return self.limited(train, validation, test_set, root)
 
     def read_split(self, root: Path, split: str) -> LabelledClips:
-        return read_folder(root, split, read_folder(self._root(), self._folders()[0]).classes)
+        return read_folder(root, split, self.classes)
 
     def build_model(self) -> UtteranceClassifier:
-        classes = read_folder(self._root(), self._folders()[0]).classes
         upstream = load_upstream(self.config.upstream.name)
-        model = UtteranceClassifier.build(upstream, classes, self.config.downstream.proj_dim)
+        model = UtteranceClassifier.build(upstream, self.classes, self.config.downstream.proj_dim)
         model.freeze_upstream(not self.config.upstream.finetune)
         return model
 

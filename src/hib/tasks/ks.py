@@ -10,8 +10,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-import numpy as np
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from hib.data.augment import Augment
 from hib.data.corpora import resolve_data_root
@@ -27,14 +26,6 @@ from hib.tasks.base import Splits, Task, register_task
 from hib.upstream import load_upstream
 
 
-def limit(dataset: Dataset, n: int | None, seed: int) -> Dataset:
-    """A seeded random subset of n items (all when n is None or larger)."""
-    if n is None or n >= len(dataset):
-        return dataset
-    order = np.random.default_rng(seed).permutation(len(dataset))[:n]
-    return dataset.subset(sorted(order.tolist()))
-
-
 @register_task
 class KeywordSpotting(Task):
     name = "ks"
@@ -48,13 +39,7 @@ class KeywordSpotting(Task):
             load_split(root, s, data.protocol, test_root=test_root)
             for s in ("train", "validation", "test")
         )
-        seed = self.config.seed
-        return Splits(
-            train=limit(train, data.train_limit, seed),
-            validation=limit(validation, data.eval_limit, seed + 1),
-            test=limit(test, data.test_limit, seed + 2),
-            root=root,
-        )
+        return self.limited(train, validation, test, root)
 
     def read_split(self, root: Path, split: str) -> KSDataset:
         return load_split(root, split, self.config.data.protocol)

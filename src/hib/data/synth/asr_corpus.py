@@ -29,7 +29,7 @@ import soundfile as sf
 
 from hib.data.audio import SAMPLE_RATE
 from hib.data.synth import corpus, noise, voices
-from hib.data.synth.build import build_cached, run_jobs
+from hib.data.synth.build import build_cached, render_utterances
 from hib.data.synth.corpus import Speaker, rng_for
 from hib.data.synth.spoken import speak_sentence
 from hib.errors import DataError
@@ -113,17 +113,10 @@ def build_asr_corpus(
 def _write(root: Path, config: ASRSynthConfig, progress: bool, workers: int) -> None:
     """Piper speakers first (the slow ones), on `workers` spawned processes; then the index."""
     start = time.monotonic()
-    jobs = sorted(plan(config), key=lambda j: j.speaker.engine != "piper")
-    rows = run_jobs(
-        _task,
-        [(root, config, j) for j in jobs],
-        workers,
-        total=sum(config.utterances),
-        desc="synth asr corpus",
-        unit="utt",
-        progress=progress,
+    rows = render_utterances(
+        _task, root, config, plan(config), workers, "synth asr corpus", progress
     )
-    _write_index(root, config, sorted(rows), time.monotonic() - start)
+    _write_index(root, config, rows, time.monotonic() - start)
 
 
 def _check_config(config: ASRSynthConfig) -> None:

@@ -13,7 +13,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from hib.errors import DataError
 
@@ -69,6 +69,25 @@ def run_jobs(
             rows.extend(done)
             bar.update(len(done))
     return rows
+
+
+def render_utterances(
+    fn: Callable[[tuple], list[R]],
+    root: Path,
+    config: Any,
+    jobs: Sequence[Any],
+    workers: int,
+    desc: str,
+    progress: bool,
+) -> list[R]:
+    """Every job's rows, sorted: Piper speakers first (the slow engine, so the workers end
+    together), `config.utterances` counted on the bar. For corpora of sentences per speaker."""
+    ordered = sorted(jobs, key=lambda j: j.speaker.engine != "piper")
+    tasks = [(root, config, j) for j in ordered]
+    total = sum(config.utterances)
+    return sorted(
+        run_jobs(fn, tasks, workers, total=total, desc=desc, unit="utt", progress=progress)
+    )
 
 
 def _map(fn: Callable[[T], list[R]], tasks: Sequence[T], workers: int) -> Iterator[list[R]]:

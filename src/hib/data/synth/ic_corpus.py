@@ -33,7 +33,7 @@ from hib.data.audio import SAMPLE_RATE, write_wav
 from hib.data.fsc import CSV_DIR, INTENTS, SPLIT_FILES
 from hib.data.synth import corpus, noise, voices
 from hib.data.synth.asr_corpus import ASR_ACCENTS, ASR_VARIANTS
-from hib.data.synth.build import build_cached, run_jobs
+from hib.data.synth.build import build_cached, render_utterances
 from hib.data.synth.commands import PHRASINGS
 from hib.data.synth.corpus import Speaker, rng_for
 from hib.errors import DataError
@@ -127,17 +127,9 @@ def plan(config: ICSynthConfig) -> list[Job]:
 def _write(root: Path, config: ICSynthConfig, progress: bool, workers: int) -> None:
     """Piper speakers first (the slow ones), on `workers` spawned processes; then the index."""
     start = time.monotonic()
-    jobs = sorted(plan(config), key=lambda j: j.speaker.engine != "piper")
-    rows = run_jobs(
-        _task,
-        [(root, config, j) for j in jobs],
-        workers,
-        total=sum(config.utterances),
-        desc="synth ic corpus",
-        unit="utt",
-        progress=progress,
-    )
-    _write_index(root, config, jobs, sorted(rows), time.monotonic() - start)
+    jobs = plan(config)
+    rows = render_utterances(_task, root, config, jobs, workers, "synth ic corpus", progress)
+    _write_index(root, config, jobs, rows, time.monotonic() - start)
 
 
 def _task(args: tuple[Path, ICSynthConfig, Job]) -> list[Row]:
