@@ -1,15 +1,20 @@
 """SUPERB's utterance-level downstream, shared by every utterance classification task (KS, SID,
-a user's own).
+IC, a user's own).
 
 Learnable softmax-weighted sum over all hidden layers (each layer normalised first, so a layer's
 scale does not decide its weight), linear to 256, mean pooling over time (over the valid frames
 of padded clips), linear to the classes. The upstream is frozen unless the config fine-tunes it.
+
+Layer norm acts per frame and everything after it up to the pooling is affine, so the head's
+output depends on the hidden states only through each layer's pooled, normalised states
+(`features`): a frozen upstream's features are computed once per clip and the head trained on
+them (hib.train), with the same outputs as from the hidden states up to float rounding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +23,9 @@ from torch.utils.data import default_collate
 
 from hib.tasks.base import Batch, EvalResult, Metric, TaskModel
 from hib.upstream.base import Upstream
+
+if TYPE_CHECKING:
+    from hib.config import Config
 
 ACCURACY = Metric("accuracy", higher_is_better=True)
 
@@ -42,11 +50,28 @@ class UtteranceHead(nn.Module):
         self, hidden_states: list[torch.Tensor], frames: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Logits; `frames` (B,) valid positions per clip when the batch was padded."""
-        x = self.proj(self.pool(hidden_states))
-        if frames is None:
-            return self.classifier(x.mean(dim=1))
-        valid = (torch.arange(x.shape[1]) < frames[:, None]).to(x.dtype)[..., None]
-        return self.classifier((x * valid).sum(1) / frames[:, None].clamp(min=1).to(x.dtype))
+        return self.classifier(_time_mean(self.proj(self.pool(hidden_states)), frames))
+
+    def features(
+        self, hidden_states: list[torch.Tensor], frames: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, L, D): each layer's normalised states pooled over time, before any weight."""
+        stacked = torch.stack(hidden_states, dim=1)  # (B, L, T, D)
+        normed = F.layer_norm(stacked, stacked.shape[-1:])
+        return _time_mean(normed.transpose(1, 2).flatten(2), frames).view(normed.shape[:2] + (-1,))
+
+    def from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The logits `forward` gives, from `features` (exact: the pooling commutes)."""
+        weights = torch.softmax(self.layer_weights, dim=0)
+        return self.classifier(self.proj(torch.einsum("l,bld->bd", weights, features)))
+
+
+def _time_mean(x: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, D) -> (B, D): the mean over each clip's valid frames (all when `frames` is None)."""
+    if frames is None:
+        return x.mean(dim=1)
+    valid = (torch.arange(x.shape[1]) < frames[:, None]).to(x.dtype)[..., None]
+    return (x * valid).sum(1) / frames[:, None].clamp(min=1).to(x.dtype)
 
 
 def collate_clips(items: Sequence[tuple[torch.Tensor, Any]]) -> Batch:
@@ -69,6 +94,7 @@ class UtteranceClassifier(TaskModel):
 
     head: UtteranceHead
     metric = ACCURACY
+    supports_features = True
 
     def __init__(self, upstream: Upstream, head: UtteranceHead, classes: Sequence[str]):
         super().__init__(upstream, head)
@@ -83,20 +109,41 @@ class UtteranceClassifier(TaskModel):
         head = UtteranceHead(upstream.n_layers + 1, upstream.hidden_size, len(names), proj_dim)
         return cls(upstream, head, names)
 
+    @classmethod
+    def from_config(cls, config: Config, classes: Any) -> UtteranceClassifier:
+        """The run's upstream (frozen unless fine-tuned) with a fresh head over `classes`."""
+        from hib.upstream import load_upstream
+
+        model = cls.build(load_upstream(config.upstream.name), classes, config.downstream.proj_dim)
+        model.freeze_upstream(not config.upstream.finetune)
+        return model
+
     def collate(self, items: Sequence[tuple[torch.Tensor, Any]]) -> Batch:
         return collate_clips(items)
 
+    def _frames(self, hidden_states: list[torch.Tensor], batch: Batch) -> torch.Tensor | None:
+        if batch.lengths is None:
+            return None
+        return self.upstream.output_frames(batch.lengths).clamp(max=hidden_states[0].shape[1])
+
     def outputs(self, hidden_states: list[torch.Tensor], batch: Batch) -> torch.Tensor:
-        frames = None
-        if batch.lengths is not None:
-            frames = self.upstream.output_frames(batch.lengths).clamp(max=hidden_states[0].shape[1])
-        return self.head(hidden_states, frames)
+        return self.head(hidden_states, self._frames(hidden_states, batch))
+
+    def features(self, hidden_states: list[torch.Tensor], batch: Batch) -> torch.Tensor:
+        return self.head.features(hidden_states, self._frames(hidden_states, batch))
+
+    def outputs_of_features(self, features: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self.head.from_features(features)
 
     def loss_of(self, outputs: torch.Tensor, batch: Batch, reduction: str = "mean") -> torch.Tensor:
         return F.cross_entropy(outputs, batch.targets, reduction=reduction)
 
+    def decide(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Outputs -> the predicted class per clip."""
+        return outputs.float().argmax(dim=-1)
+
     def predict(self, hidden_states: list[torch.Tensor], batch: Batch) -> torch.Tensor:
-        return self.outputs(hidden_states, batch).float().argmax(dim=-1)
+        return self.decide(self.outputs(hidden_states, batch))
 
     def summarize(self, predictions: list[torch.Tensor], batches: list[Batch]) -> EvalResult:
         empty = torch.empty(0, dtype=torch.long)
@@ -112,7 +159,7 @@ class UtteranceClassifier(TaskModel):
         return EvalResult("accuracy", value, n, {"per_class": per_class})
 
     def answer(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return outputs.argmax(dim=-1)
+        return self.decide(outputs)
 
     def answer_probability(
         self, outputs: torch.Tensor, batch: Batch, answer: torch.Tensor

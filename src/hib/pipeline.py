@@ -109,7 +109,7 @@ class Run:
         }
         if name == "hib":
             options.setdefault("progress", self.progress)
-        return get_method(name, **common, **options)
+        return get_method(name, **{**common, **options})  # options win (batch_size ...)
 
     def compute_scores(self, name: str, seed: int | None = None, **options: Any) -> torch.Tensor:
         method = self._method(name, seed, **options)

@@ -21,6 +21,7 @@ from hib.checkpoint import CONFIG_FILE, load_run, save_config, save_model
 from hib.config import Config
 from hib.errors import HibError
 from hib.evaluate import evaluate
+from hib.frozen import ClipFeatures
 from hib.layer_cache import LayerCache
 from hib.precision import resolve_precision
 from hib.results import update_results
@@ -69,22 +70,29 @@ def _cosine_schedule(optimizer: torch.optim.Optimizer, config: Config, n_train: 
 
 def train_epoch(
     model: TaskModel,
-    batches: Iterable[Batch],
+    batches: Iterable[Batch] | Iterable[tuple[torch.Tensor, Batch]],
     optimizer: torch.optim.Optimizer,
     config: Config,
     desc: str,
     progress: bool,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> float:
+    """One pass over `batches`: Batches of clips, or (features, Batch) pairs (hib.frozen)."""
     finetune = config.upstream.finetune
     model.head.train()
     model.upstream.train(finetune)
     total, count = 0.0, 0
     bar = tqdm(batches, desc=desc, leave=False, disable=not progress)
-    for batch in bar:
-        with torch.set_grad_enabled(finetune):
-            hidden = model.upstream(batch.waves).hidden_states
-        loss = model.loss_of(model.outputs(hidden, batch), batch)
+    for item in bar:
+        if isinstance(item, Batch):
+            batch = item
+            with torch.set_grad_enabled(finetune):
+                hidden = model.upstream(batch.waves).hidden_states
+            outputs = model.outputs(hidden, batch)
+        else:
+            features, batch = item
+            outputs = model.outputs_of_features(features, batch)
+        loss = model.loss_of(outputs, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -195,13 +203,21 @@ def _train_head(
             set_rng_state(state["rng"])
     save_config(run_dir, config)
     val_key = f"val_{metric.name}"
+    size = config.train.batch_size
+    frozen = not config.upstream.finetune and not task.augments_training
+    if frozen and model.supports_features:  # hib.frozen: one forward per clip, not per epoch
+        fitting = ClipFeatures.of(model, splits.train, size, progress, "train features")
+        validation = ClipFeatures.of(model, splits.validation, size, progress, "val features")
     for epoch in range(first_epoch, config.train.epochs):
-        batches = task.train_batches(splits.train, model, epoch)
         desc = f"epoch {epoch + 1}/{config.train.epochs}"
-        loss = train_epoch(model, batches, optimizer, config, desc, progress, scheduler)
-        val = evaluate(
-            model, splits.validation, config.train.batch_size, progress, precision, cache=cache
-        )
+        if frozen and model.supports_features:
+            batches = fitting.batches(task.train_order(len(fitting), epoch), size)
+            loss = train_epoch(model, batches, optimizer, config, desc, progress, scheduler)
+            val = validation.evaluate(model, size)
+        else:
+            batches = task.train_batches(splits.train, model, epoch)
+            loss = train_epoch(model, batches, optimizer, config, desc, progress, scheduler)
+            val = evaluate(model, splits.validation, size, progress, precision, cache=cache)
         history.append({"epoch": epoch + 1, "loss": loss, val_key: val.value})
         if progress:
             print(f"epoch {epoch + 1}: loss {loss:.4f}  val {metric.name} {val.value:.4f}")

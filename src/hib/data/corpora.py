@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from hib.config import DataConfig
@@ -14,13 +15,18 @@ def default_corpus_dir(n_clips: int) -> Path:
     return cache_dir() / "corpora" / f"synth-ks-{n_clips}"
 
 
-def resolve_data_root(data: DataConfig, progress: bool = True) -> Path:
-    """The folder to read; builds (once, cached) the synthesized corpus when none is given."""
+def resolve_data_root(
+    data: DataConfig, progress: bool = True, default: Callable[[bool], Path] | None = None
+) -> Path:
+    """The folder to read: data.root, else `default(progress)` (a task's synthesized corpus,
+    built once and cached; the keyword corpus of data.synth_clips when None)."""
     if data.root is not None:
         root = Path(data.root).expanduser()
         if not root.is_dir():
             raise DataError(f"data folder not found: {root}")
         return root
+    if default is not None:
+        return default(progress)
     return Path(
         build_corpus(
             default_corpus_dir(data.synth_clips),

@@ -79,6 +79,10 @@ class UtteranceDataset(Dataset):
         part.utterances = [self.utterances[i] for i in indices]
         return part
 
+    def by_length(self) -> Self:
+        """The utterances shortest first (stable), so batches in order pad little."""
+        return self.subset(sorted(range(len(self)), key=lambda i: self.utterances[i].seconds))
+
     def preload(self) -> Self:
         """Read every file now, so a bad one fails here (naming it), not mid-evaluation."""
         for utt in self.utterances:

@@ -7,6 +7,10 @@ context becomes (1 - g) C + g P V (C = A V). Fitted with the network frozen on
 task loss + beta * mean similarity(A, A~), the task keeps close to its original map only the
 heads it needs. A head's contribution is the similarity after fitting, 1 - E[TV(A, A~)] with TV the
 total-variation distance between attention rows (= 1 - g E[TV(A, P)]).
+
+Clips of unequal length (SID, IC) get the top-left T x S corner of each P, softmaxed over its S
+columns: P is a learned prior over positions, grown (new entries uniform) when a longer batch
+comes, the optimizer then restarted on the grown matrices.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ class HIBAttention(HeadMethod):
                 task_loss = model.loss_of(model.outputs(out.hidden_states, batch), batch)
                 similarity = self._similarity(heads, out.attentions, maps, mix_logit)
                 loss = task_loss + self.beta * similarity.mean()
-                if optimizer is None:
-                    optimizer = torch.optim.Adam([mix_logit, *maps.values()], lr=self.lr)
+                params = [mix_logit, *maps.values()]
+                if optimizer is None or _ids(optimizer.param_groups[0]["params"]) != _ids(params):
+                    optimizer = torch.optim.Adam(params, lr=self.lr)  # new or grown maps
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -61,10 +66,15 @@ class HIBAttention(HeadMethod):
 
         def mix(layer: int, ctx: torch.Tensor) -> torch.Tensor:
             v = values[layer][-1]  # (B, S, h, d), recorded by this same forward
-            if layer not in maps:
-                shape = (ctx.shape[2], ctx.shape[1], v.shape[1])
-                maps[layer] = torch.zeros(shape, requires_grad=True)
-            prior = torch.einsum("hts,bshd->bthd", maps[layer].softmax(-1), v)
+            t, s = ctx.shape[1], v.shape[1]
+            old = maps.get(layer)
+            have = tuple(old.shape[1:]) if old is not None else (0, 0)
+            if have[0] < t or have[1] < s:
+                grown = torch.zeros(ctx.shape[2], max(t, have[0]), max(s, have[1]))
+                if old is not None:
+                    grown[:, : have[0], : have[1]] = old.detach()
+                maps[layer] = grown.requires_grad_()
+            prior = torch.einsum("hts,bshd->bthd", _corner(maps[layer], t, s), v)
             g = torch.sigmoid(mix_logit[layer, heads.kept[layer]])[:, None]
             return (1 - g) * ctx + g * prior
 
@@ -78,8 +88,18 @@ class HIBAttention(HeadMethod):
             kept = heads.kept[layer]
             row = torch.zeros(heads.n_heads)
             if kept:
-                tv = 0.5 * (attn.detach() - maps[layer].softmax(-1)).abs().sum(-1)  # (B, h, T)
+                prior = _corner(maps[layer], *attn.shape[-2:])
+                tv = 0.5 * (attn.detach() - prior).abs().sum(-1)  # (B, h, T)
                 g = torch.sigmoid(mix_logit[layer, kept])
                 row = row.index_put((torch.tensor(kept),), 1 - g * tv.mean(dim=(0, 2)))
             rows.append(row)
         return torch.stack(rows)
+
+
+def _corner(logits: torch.Tensor, t: int, s: int) -> torch.Tensor:
+    """The (h, t, s) prior rows of a batch whose clips have t queries and s keys."""
+    return logits[:, :t, :s].softmax(-1)
+
+
+def _ids(tensors: list[torch.Tensor]) -> list[int]:
+    return [id(t) for t in tensors]

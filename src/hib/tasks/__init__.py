@@ -8,5 +8,7 @@
 TASK_MODULES = (
     "hib.tasks.ks",
     "hib.tasks.asr",
+    "hib.tasks.sid",
+    "hib.tasks.ic",
     "hib.tasks.folder",
 )

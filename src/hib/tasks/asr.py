@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from hib.data.corpora import asr_corpus
+from hib.data.corpora import asr_corpus, resolve_data_root
 from hib.data.librispeech import ASRDataset, collate_asr, load_librispeech
 from hib.data.synth.asr_corpus import SPLITS
-from hib.errors import ConfigError, DataError
+from hib.errors import ConfigError
 from hib.tasks.base import Batch, EvalResult, Metric, Splits, Task, TaskModel, register_task
 from hib.tasks.wer import corpus_wer
 
@@ -114,17 +114,8 @@ class SpeechRecognition(Task):
             return {"train": SPLITS["fit"], "validation": SPLITS["validation"], "test": "test"}
         return dict(zip(("train", "validation", "test"), chosen, strict=True))
 
-    def root(self, progress: bool = True) -> Path:
-        data = self.config.data
-        if data.root is None:
-            return asr_corpus(progress)
-        root = Path(data.root).expanduser()
-        if not root.is_dir():
-            raise DataError(f"data folder not found: {root}")
-        return root
-
     def load_splits(self, progress: bool = True) -> Splits:
-        root = self.root(progress)
+        root = resolve_data_root(self.config.data, progress, default=asr_corpus)
         folders = self._folders()
         train, validation, test = (
             load_librispeech(root, folders[role]) for role in ("train", "validation", "test")

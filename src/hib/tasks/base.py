@@ -169,6 +169,22 @@ class TaskModel(nn.Module):
         """The probability `outputs` give `answer`, summed over the batch (attattr's F)."""
         raise NotImplementedError
 
+    # --- optional: a head that reads a per-clip summary of the hidden states ------------
+    supports_features: ClassVar[bool] = False
+    """True when `outputs` depends on the hidden states only through `features`: then a
+    frozen upstream's features are computed once and the head is trained on them (hib.train)."""
+
+    def features(self, hidden_states: list[torch.Tensor], batch: Batch) -> torch.Tensor:
+        """(B, ...) per-clip summary from which `outputs_of_features` gives `outputs`."""
+        raise NotImplementedError
+
+    def outputs_of_features(self, features: torch.Tensor, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decide(self, outputs: torch.Tensor) -> Any:
+        """Outputs -> what `predict` returns (with `features`: predictions without a forward)."""
+        raise NotImplementedError
+
     def correct(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor | None:
         """Examples the outputs get right, when that needs no decoding (None otherwise): lets
         ablation rank heads by the metric itself where it is cheap."""
@@ -256,11 +272,27 @@ class Task:
     def build_model(self) -> TaskModel:
         raise NotImplementedError
 
+    augments_training: ClassVar[bool] = False
+    """True when training batches are transformed or resampled on the fly (KS's noise), so a
+    clip's features differ per epoch; False lets hib.train compute them once."""
+
+    def train_order(self, n: int, epoch: int, clips: int | None = None) -> list[int]:
+        """A seeded shuffle of the n training items for `epoch` (`clips` of them: repeated or
+        cut), the order `train_batches` batches them in."""
+        generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
+        order = torch.randperm(n, generator=generator).tolist()
+        if clips is not None:
+            order = (order * (clips // max(n, 1) + 1))[:clips]
+        return order
+
     def train_batches(
         self, train_set: Dataset, model: TaskModel, epoch: int, clips: int | None = None
     ) -> Iterable[Batch]:
-        """Training batches of one epoch (seeded by config.seed and epoch)."""
-        raise NotImplementedError
+        """Training batches of one epoch: `train_order`, in batches of train.batch_size."""
+        order = self.train_order(len(train_set), epoch, clips)
+        size = self.config.train.batch_size
+        for start in range(0, len(order), size):
+            yield model.collate([train_set[i] for i in order[start : start + size]])
 
     def stats_batches(self, train_set: Dataset, model: TaskModel) -> Iterable[Batch]:
         """Batches for each head's context statistics (mean fill, HIB's prior)."""

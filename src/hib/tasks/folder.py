@@ -10,7 +10,8 @@
 This module is the example docs/tasks.md walks through: a task is a `Task` subclass (how to
 read the splits, the model, the training batches) registered with `@register_task`, plus its
 module's line in `hib.tasks.TASK_MODULES`. The model is SUPERB's utterance classifier, so the
-loss (cross-entropy) and the metric (accuracy) come with it.
+loss (cross-entropy) and the metric (accuracy) come with it; training batches are the Task
+default (a seeded shuffle per epoch).
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from hib.data.audio import read_wav
 from hib.downstream import ACCURACY, UtteranceClassifier
 from hib.errors import DataError
-from hib.tasks.base import Splits, Task, TaskModel, register_task
-from hib.upstream import load_upstream
+from hib.tasks.base import Splits, Task, register_task
 
 MAX_SECONDS = 30.0  # longer clips are cut: Whisper's window
 
@@ -100,18 +100,4 @@ class FolderClassification(Task):
         return read_folder(root, split, self.classes)
 
     def build_model(self) -> UtteranceClassifier:
-        upstream = load_upstream(self.config.upstream.name)
-        model = UtteranceClassifier.build(upstream, self.classes, self.config.downstream.proj_dim)
-        model.freeze_upstream(not self.config.upstream.finetune)
-        return model
-
-    def train_batches(
-        self, train_set: Dataset, model: TaskModel, epoch: int, clips: int | None = None
-    ) -> DataLoader:
-        """A seeded shuffle of the training split per epoch (`clips` of them for a re-fit)."""
-        generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
-        order = torch.randperm(len(train_set), generator=generator).tolist()
-        if clips is not None:
-            order = (order * (clips // max(len(order), 1) + 1))[:clips]
-        subset = torch.utils.data.Subset(train_set, order)
-        return DataLoader(subset, batch_size=self.config.train.batch_size, collate_fn=model.collate)
+        return UtteranceClassifier.from_config(self.config, self.classes)

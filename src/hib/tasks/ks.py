@@ -23,13 +23,13 @@ from hib.data.speech_commands import (
 )
 from hib.downstream import ACCURACY, UtteranceClassifier
 from hib.tasks.base import Splits, Task, register_task
-from hib.upstream import load_upstream
 
 
 @register_task
 class KeywordSpotting(Task):
     name = "ks"
     metric = ACCURACY
+    augments_training = True  # class-balanced draws with noise, new every epoch
 
     def load_splits(self, progress: bool = True) -> Splits:
         data = self.config.data
@@ -48,10 +48,7 @@ class KeywordSpotting(Task):
         return ("train", "validation", "test")
 
     def build_model(self) -> UtteranceClassifier:
-        upstream = load_upstream(self.config.upstream.name)
-        model = UtteranceClassifier.build(upstream, CLASSES, self.config.downstream.proj_dim)
-        model.freeze_upstream(not self.config.upstream.finetune)
-        return model
+        return UtteranceClassifier.from_config(self.config, CLASSES)
 
     @cached_property
     def noises(self) -> list:

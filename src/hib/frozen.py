@@ -1,0 +1,64 @@
+"""A frozen upstream's per-clip features, computed once, for training a head on them.
+
+With the upstream frozen and training clips that are the same every epoch (no on-the-fly
+augmentation: `Task.augments_training`), a head whose outputs depend on the hidden states only
+through a per-clip summary (`TaskModel.supports_features`: SUPERB's utterance head, whose
+pooling commutes with its linear layers) gets the same outputs from that summary as from a
+forward. So the forward runs once per clip instead of once per clip and epoch: for SID's and
+IC's thousands of utterances, minutes instead of an hour.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from hib.tasks.base import Batch, EvalResult, TaskModel
+
+
+class ClipFeatures:
+    """Every clip's features (N, ...) and targets (N, ...), in dataset order."""
+
+    def __init__(self, features: torch.Tensor, targets: torch.Tensor):
+        self.features, self.targets = features, targets
+
+    @classmethod
+    @torch.no_grad()
+    def of(
+        cls, model: TaskModel, dataset: Dataset, batch_size: int, progress: bool, desc: str
+    ) -> ClipFeatures:
+        """One forward per clip, in the batches `evaluate` uses (so the same padding)."""
+        model.eval()
+        features, targets = [], []
+        total = math.ceil(len(dataset) / batch_size)
+        for batch in tqdm(
+            model.batches(dataset, batch_size), total=total, desc=desc, leave=False,
+            disable=not progress,
+        ):  # fmt: skip
+            features.append(model.features(model.upstream(batch.waves).hidden_states, batch))
+            targets.append(torch.as_tensor(batch.targets))
+        return cls(torch.cat(features).float(), torch.cat(targets))
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def batches(self, order: Sequence[int], size: int) -> Iterator[tuple[torch.Tensor, Batch]]:
+        """(features, the batch's targets) for `order`, in batches of `size`."""
+        for start in range(0, len(order), size):
+            rows = torch.as_tensor(order[start : start + size], dtype=torch.long)
+            no_waves = self.features.new_empty((len(rows), 0))
+            yield self.features[rows], Batch(no_waves, self.targets[rows])
+
+    @torch.no_grad()
+    def evaluate(self, model: TaskModel, batch_size: int) -> EvalResult:
+        """The task's metric from the features (what `evaluate` gives on the clips)."""
+        model.eval()
+        predictions, batches = [], []
+        for features, batch in self.batches(range(len(self)), batch_size):
+            predictions.append(model.decide(model.outputs_of_features(features, batch)))
+            batches.append(batch)
+        return model.summarize(predictions, batches)
