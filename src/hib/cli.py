@@ -203,7 +203,7 @@ def _cmd_compare_tasks(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from hib.demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick)
+    run_demo(Path(args.out), quick=args.quick, tasks=args.tasks)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,8 +327,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole job on the embedded default")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--quick", action="store_true", help="a tiny smoke run (minutes)")
+    demo.add_argument(
+        "--tasks",
+        type=_demo_tasks,
+        default="ks,asr,sid,ic",
+        help="comma-separated tasks, in order (default: ks,asr,sid,ic)",
+    )
     demo.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _demo_tasks(text: str) -> tuple[str, ...]:
+    from hib.demo import TASKS
+
+    tasks = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks or len(set(tasks)) != len(tasks):
+        raise argparse.ArgumentTypeError(f"{text!r}: name each of {', '.join(TASKS)} at most once")
+    return tasks
 
 
 def _user_oserror(exc: OSError) -> str | None:

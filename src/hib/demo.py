@@ -3,23 +3,29 @@ report, then the tasks side by side.
 
     runs/demo/ks/     keyword spotting (Speech Commands layout, trained SUPERB head)
     runs/demo/asr/    speech recognition (LibriSpeech layout, Whisper tiny.en's own decoder)
+    runs/demo/sid/    speaker identification (VoxCeleb1 layout, trained SUPERB head)
+    runs/demo/ic/     intent classification (Fluent Speech Commands layout, one head per slot)
     runs/demo/report.html, results.json   the cross-task view (hib.cross_task)
 
-Idempotent: a finished step (trained model, stored scores) is reused by the next run.
+Every task follows one `TaskPlan`: the demo's scale of `hib train / score / prune / compare`,
+smaller than their defaults so the four tasks fit in minutes (fewer clips and a coarser grid
+where a point is expensive), never a different protocol. Idempotent: a finished step (trained
+model, stored scores) is reused by the next run.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from hib.checkpoint import MODEL_FILE
 from hib.compare import compare, format_table
 from hib.config import load_config
-from hib.data.corpora import holdout_corpus
-from hib.data.speech_commands import load_split
 from hib.pipeline import Run
 from hib.prune import parse_ratios
 from hib.report import write_report
@@ -27,64 +33,115 @@ from hib.results import read_results, update_results
 from hib.train import train
 
 
-@dataclass(frozen=True)
-class DemoPlan:
-    config: str  # a packaged config name
-    score_clips: int  # training clips for the demo's hib and random scores
-    compare_seeds: int
-    compare_clips: int  # fewer than `hib compare`'s default: the demo must fit in minutes
-    compare_ratios: str
+def keyword_holdout() -> tuple[str, Any]:
+    """The keyword corpus's held-out voices (no synthesis identity of training or test)."""
+    from hib.data.corpora import holdout_corpus
+    from hib.data.speech_commands import load_split
 
-
-FULL = DemoPlan(
-    "demo", score_clips=1000, compare_seeds=3, compare_clips=64, compare_ratios="0:0.9:0.1"
-)
-QUICK = DemoPlan(
-    "quick", score_clips=128, compare_seeds=2, compare_clips=16, compare_ratios="0:0.9:0.3"
-)
-REFIT_RATIOS = [0.2, 0.4, 0.6]
+    return "synthesized held-out voices", load_split(holdout_corpus(), "test")
 
 
 @dataclass(frozen=True)
-class ASRPlan:
-    """The demo's ASR scale. Every WER point decodes the test subset with 30 s windows (about
-    a second per utterance on 2 cores), so the demo measures fewer utterances and a coarser
-    grid than `hib score/prune/compare` would (200 fitting clips, 5 % steps, every clip):
-    docs/asr.md gives the cost of the full setting."""
+class TaskPlan:
+    """One task's demo: its config, the clips and grids of each step."""
 
-    overrides: tuple[str, ...]
-    score_clips: int
-    min_steps: int
-    betas: tuple[float, ...]
-    validation_ratios: str
-    sweep: str
-    compare_seeds: int
-    compare_clips: int
-    compare_ratios: str
+    config: str  # a packaged config name (src/hib/configs)
+    overrides: tuple[str, ...] = ()
+    score_clips: int = 1000  # fitting clips for hib's and random's stored scores
+    min_steps: int | None = None  # fitted methods' step floor (None: theirs)
+    betas: tuple[float, ...] | None = None  # HIB's candidates (None: the pipeline's)
+    validation_ratios: str = "0:0.9:0.1"  # where beta is chosen, on validation
+    sweep: str = "0:1:0.05"  # hib's and random's test curves
+    refit_ratios: tuple[float, ...] = ()  # re-fit the task head (tasks that train one)
+    holdout: Callable[[], tuple[str, Any]] | None = None  # another corpus for the pruned model
+    compare_seeds: int = 3
+    compare_clips: int = 64
+    compare_ratios: str = "0:0.9:0.1"
 
 
-ASR_FULL = ASRPlan(
-    ("task=asr", "data.test_limit=40", "data.eval_limit=20", "heads.stats_clips=100"),
-    score_clips=16,
-    min_steps=8,
-    betas=(0.001, 0.01, 0.1),
-    validation_ratios="0.2,0.4,0.6",
-    sweep="0:1:0.1",
-    compare_seeds=1,
-    compare_clips=8,
-    compare_ratios="0,0.2,0.4,0.6",
-)
-ASR_QUICK = ASRPlan(
-    ("task=asr", "data.test_limit=6", "data.eval_limit=4", "heads.stats_clips=8"),
-    score_clips=4,
-    min_steps=2,
-    betas=(0.01,),
-    validation_ratios="0.4",
-    sweep="0,0.4,1",
-    compare_seeds=1,
-    compare_clips=2,
-    compare_ratios="0,0.4",
-)
+PLANS: dict[str, TaskPlan] = {
+    "ks": TaskPlan("demo", refit_ratios=(0.2, 0.4, 0.6), holdout=keyword_holdout),
+    # every WER point decodes the test subset on 30 s windows (docs/asr.md gives the full
+    # setting's cost: 200 fitting clips, 5 % steps, every test utterance)
+    "asr": TaskPlan(
+        "demo",
+        ("task=asr", "data.test_limit=40", "data.eval_limit=20", "heads.stats_clips=100"),
+        score_clips=16,
+        min_steps=8,
+        betas=(0.001, 0.01, 0.1),
+        validation_ratios="0.2,0.4,0.6",
+        sweep="0:1:0.1",
+        compare_seeds=1,
+        compare_clips=8,
+        compare_ratios="0,0.2,0.4,0.6",
+    ),
+    "sid": TaskPlan(
+        "sid",
+        ("data.test_limit=400", "data.eval_limit=400"),
+        score_clips=500,
+        sweep="0:1:0.1",
+        refit_ratios=(0.4,),
+        compare_seeds=1,
+        compare_clips=64,
+        compare_ratios="0,0.2,0.4,0.6",
+    ),
+    "ic": TaskPlan(
+        "ic",
+        ("data.test_limit=400", "data.eval_limit=300"),
+        score_clips=500,
+        sweep="0:1:0.1",
+        refit_ratios=(0.4,),
+        compare_seeds=1,
+        compare_clips=64,
+        compare_ratios="0,0.2,0.4,0.6",
+    ),
+}
+QUICK_PLANS: dict[str, TaskPlan] = {
+    "ks": TaskPlan(
+        "quick",
+        score_clips=128,
+        refit_ratios=(0.2, 0.4, 0.6),
+        holdout=keyword_holdout,
+        compare_seeds=2,
+        compare_clips=16,
+        compare_ratios="0:0.9:0.3",
+    ),
+    "asr": TaskPlan(
+        "quick",
+        ("task=asr", "data.test_limit=6", "data.eval_limit=4", "heads.stats_clips=8"),
+        score_clips=4,
+        min_steps=2,
+        betas=(0.01,),
+        validation_ratios="0.4",
+        sweep="0,0.4,1",
+        compare_seeds=1,
+        compare_clips=2,
+        compare_ratios="0,0.4",
+    ),
+    **{
+        task: TaskPlan(
+            task,
+            (
+                "data.train_limit=600",
+                "data.eval_limit=60",
+                "data.test_limit=60",
+                "train.epochs=10",
+                "heads.stats_clips=100",
+            ),
+            score_clips=64,
+            min_steps=4,
+            betas=(0.01,),
+            validation_ratios="0.4",
+            sweep="0,0.4,1",
+            refit_ratios=(0.4,),
+            compare_seeds=1,
+            compare_clips=16,
+            compare_ratios="0,0.4",
+        )
+        for task in ("sid", "ic")
+    },
+}
+TASKS = tuple(PLANS)
 
 
 def config_path(name: str) -> Path:
@@ -97,44 +154,64 @@ def _step(label: str) -> float:
     return time.perf_counter()
 
 
-def run_demo(out: Path, quick: bool = False) -> dict:
-    """Both tasks' run folders under `out`, then the cross-task report; returns its record."""
+def run_demo(out: Path, quick: bool = False, tasks: Sequence[str] = TASKS) -> dict:
+    """Each task's run folder under `out`, then the cross-task report; returns its record."""
     from hib.cross_task import compare_tasks
 
     start = time.perf_counter()
-    run_ks_demo(out / "ks", quick)
-    run_asr_demo(out / "asr", quick)
-    record = compare_tasks([out / "ks", out / "asr"], out)
-    for method, rec in record["methods"].items():
-        print(f"{method} scores, Spearman KS vs ASR: {rec['spearman'][0][1]:.3f}")
-    update_results(out, {"seconds_total": time.perf_counter() - start})
-    for name in ("ks", "asr"):
-        print(f"{name}: {out / name / 'results.json'}  {out / name / 'report.html'}")
-    print(f"tasks compared: {out / 'results.json'}  {out / 'report.html'}")
+    plans = QUICK_PLANS if quick else PLANS
+    for task in tasks:
+        run_task_demo(task, out / task, plans[task])
+    record: dict = {}
+    if len(tasks) > 1:
+        record = compare_tasks([out / task for task in tasks], out)
+        for method, rec in record["methods"].items():
+            names = rec["tasks"]
+            for i, j in itertools.combinations(range(len(names)), 2):
+                rho = rec["spearman"][i][j]
+                print(f"{method} scores, Spearman {names[i]} vs {names[j]}: {rho:.3f}")
+        update_results(out, {"seconds_total": time.perf_counter() - start})
+    for task in tasks:
+        print(f"{task}: {out / task / 'results.json'}  {out / task / 'report.html'}")
+    if len(tasks) > 1:
+        print(f"tasks compared: {out / 'results.json'}  {out / 'report.html'}")
     return record
 
 
-def run_asr_demo(out: Path, quick: bool = False) -> dict:
-    """ASR on Whisper tiny.en: HIB (beta on validation), random, sweep, comparison."""
-    plan = ASR_QUICK if quick else ASR_FULL
+def run_task_demo(task: str, out: Path, plan: TaskPlan) -> dict:
+    """One task: the run, hib (beta on validation) and random with their test sweeps (and
+    re-fits), the held-out corpus if any, the comparison of every method, the report."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    if not ((out / MODEL_FILE).is_file() and "wer" in read_results(out)):
-        t = _step("asr: corpus and run (nothing to train: Whisper's own decoder)")
-        config = load_config(config_path("quick" if quick else "demo"), list(plan.overrides))
+    config = load_config(config_path(plan.config), [f"task={task}", *plan.overrides])
+    metric_name = None
+    if (out / MODEL_FILE).is_file():
+        metric_name = read_results(out).get("metric", {}).get("name")
+    if metric_name is None or metric_name not in read_results(out):
+        t = _step(f"{task}: corpus and run")
         train(config, out)
-        timings["run"] = time.perf_counter() - t
+        timings["train"] = time.perf_counter() - t
     run = Run(out)
-    print(f"unpruned test WER: {read_results(out)['wer']:.4f}")
-    options = {"clips": plan.score_clips, "min_steps": plan.min_steps}
+    metric = run.metric.name
+    print(f"{task}: unpruned test {metric} {read_results(out)[metric]:.4f}")
+    options = {"clips": plan.score_clips}
+    if plan.min_steps is not None:
+        options["min_steps"] = plan.min_steps
+    refit = list(plan.refit_ratios) if run.task.trains_head else None
     for name in ("hib", "random"):
-        t = _step(f"asr {name}: scores, pruning sweep in WER")
+        t = _step(f"{task} {name}: scores, pruning sweep" + (", re-fit" if refit else ""))
         if not (out / "scores" / f"{name}.safetensors").is_file():
-            extra = {"betas": plan.betas, "ratios": parse_ratios(plan.validation_ratios)}
+            extra = {"ratios": parse_ratios(plan.validation_ratios)}
+            if plan.betas is not None:
+                extra["betas"] = plan.betas
             run.score(name, **options, **(extra if name == "hib" else {}))
-        run.prune(name, parse_ratios(plan.sweep))
+        run.prune(name, parse_ratios(plan.sweep), refit_ratios=refit)
         timings[name] = time.perf_counter() - t
-    t = _step("asr: comparison of every method")
+    if plan.holdout is not None:
+        t = _step(f"{task}: held-out voices: does the pruned model generalise?")
+        _generalization(run, out, plan)
+        timings["generalization"] = time.perf_counter() - t
+    t = _step(f"{task}: comparison of every method")
     table = compare(
         run,
         seeds=plan.compare_seeds,
@@ -144,59 +221,18 @@ def run_asr_demo(out: Path, quick: bool = False) -> dict:
     )
     timings["compare"] = time.perf_counter() - t
     print(format_table(table, run.metric))
-    results = update_results(
-        out, {"seconds_total": time.perf_counter() - start, "demo_seconds": timings}
-    )
-    write_report(out)
-    return results
-
-
-def run_ks_demo(out: Path, quick: bool = False) -> dict:
-    plan = QUICK if quick else FULL
-    start = time.perf_counter()
-    timings: dict[str, float] = {}
-    if not ((out / MODEL_FILE).is_file() and "accuracy" in read_results(out)):
-        t = _step("corpus and training")
-        train(load_config(config_path(plan.config)), out)
-        timings["train"] = time.perf_counter() - t
-    run = Run(out)
-    print(f"unpruned test accuracy: {read_results(out)['accuracy']:.4f}")
-    for name in ("hib", "random"):
-        t = _step(f"{name}: scores, pruning sweep, refit")
-        if not (out / "scores" / f"{name}.safetensors").is_file():
-            run.score(name, clips=plan.score_clips)
-        # 5 % steps (method.md); the comparison's 10 % grid is a subset, so its sweeps of the
-        # same masks (random's seeds, ...) are memoised by Run.test_metric, not re-run
-        run.prune(name, parse_ratios("0:1:0.05"), refit_ratios=REFIT_RATIOS)
-        timings[name] = time.perf_counter() - t
-    t = _step("held-out voices: does the pruned model generalise?")
-    holdout = load_split(holdout_corpus(), "test")
-    points = run.generalization("hib", [0.0, *REFIT_RATIOS], holdout)
-    update_results(
-        out,
-        {
-            "generalization": {
-                "method": "hib",
-                "n_other": len(holdout),
-                "other": "synthesized held-out voices",
-                "points": points,
-            }
-        },
-    )
-    for p in points:
-        print(f"  hib {p['ratio']:.1f}: test {p['test']:.4f}  held-out voices {p['other']:.4f}")
-    timings["generalization"] = time.perf_counter() - t
-    t = _step("comparison of every method")
-    table = compare(
-        run,
-        seeds=plan.compare_seeds,
-        clips=plan.compare_clips,
-        ratios=parse_ratios(plan.compare_ratios),
-    )
-    timings["compare"] = time.perf_counter() - t
-    print(format_table(table, run.metric))
     previous = read_results(out).get("train", {}).get("seconds", 0.0)
     total = time.perf_counter() - start + (0.0 if "train" in timings else previous)
     results = update_results(out, {"seconds_total": total, "demo_seconds": timings})
     write_report(out)
     return results
+
+
+def _generalization(run: Run, out: Path, plan: TaskPlan) -> None:
+    label, other = plan.holdout()
+    ratios = [0.0, *plan.refit_ratios]
+    points = run.generalization("hib", ratios, other)
+    record = {"method": "hib", "n_other": len(other), "other": label, "points": points}
+    update_results(out, {"generalization": record})
+    for p in points:
+        print(f"  hib {p['ratio']:.1f}: test {p['test']:.4f}  {label} {p['other']:.4f}")
