@@ -21,7 +21,7 @@ from hib.checkpoint import CONFIG_FILE, load_run, save_config, save_model
 from hib.config import Config
 from hib.errors import HibError
 from hib.evaluate import evaluate
-from hib.frozen import ClipFeatures
+from hib.frozen import ClipFeatures, one_thread
 from hib.layer_cache import LayerCache
 from hib.precision import resolve_precision
 from hib.results import update_results
@@ -212,8 +212,9 @@ def _train_head(
         desc = f"epoch {epoch + 1}/{config.train.epochs}"
         if frozen and model.supports_features:
             batches = fitting.batches(task.train_order(len(fitting), epoch), size)
-            loss = train_epoch(model, batches, optimizer, config, desc, progress, scheduler)
-            val = validation.evaluate(model, size)
+            with one_thread():
+                loss = train_epoch(model, batches, optimizer, config, desc, progress, scheduler)
+                val = validation.evaluate(model, size)
         else:
             batches = task.train_batches(splits.train, model, epoch)
             loss = train_epoch(model, batches, optimizer, config, desc, progress, scheduler)

@@ -117,3 +117,18 @@ def test_context_choices_and_length_limit(asr: WhisperASR) -> None:
     finally:
         asr.context = "30s"
     assert asr.encode(torch.zeros(1, 16000), torch.tensor([16000])).shape == (1, 1500, 384)
+
+
+def test_a_decoder_loop_is_stopped_but_repeated_words_are_not() -> None:
+    from hib.upstream.whisper_asr import LOOP_TOKENS, looping
+
+    def tokens(*rows: list[int]) -> list[torch.Tensor]:
+        return list(torch.tensor(rows).T)
+
+    phrase = [5, 6, 7, 8]
+    loop = [1, 2, 3] + phrase * 4  # 4 repeats of a 4-gram: 16 tokens
+    words = list(range(10, 10 + len(loop)))  # no repeat at all
+    stutter = list(range(40, 40 + len(loop) - 4)) + [9, 9, 9, 9]  # "no no no no": 4 tokens
+    found = looping(tokens(loop, words, stutter))
+    assert found.tolist() == [True, False, False]
+    assert not looping(tokens(loop[: LOOP_TOKENS - 1])).any()  # too short to tell

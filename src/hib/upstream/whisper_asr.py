@@ -58,6 +58,30 @@ def token_budget(seconds: float) -> int:
     return min(224, 16 + int(8 * seconds + 0.999))
 
 
+LOOP_REPEATS = 4
+LOOP_TOKENS = 16
+
+
+def looping(written: list[torch.Tensor]) -> torch.Tensor:
+    """(B,) True where the tokens so far end in one n-gram repeated LOOP_REPEATS times that
+    spans at least LOOP_TOKENS tokens: a greedy decoder in such a loop (a heavily pruned
+    encoder) repeats it to the token budget, which costs time and changes nothing but the
+    count of insertions, so decoding stops there and the hypothesis keeps the repeats so far."""
+    batch = written[0].shape[0]
+    found = torch.zeros(batch, dtype=torch.bool)
+    steps = len(written)
+    if steps < LOOP_TOKENS:
+        return found
+    tail = torch.stack(written[-min(steps, 224) :], 1)  # (B, T)
+    for period in range(1, tail.shape[1] // LOOP_REPEATS + 1):
+        span = period * LOOP_REPEATS
+        if span < LOOP_TOKENS:
+            continue
+        window = tail[:, -span:]
+        found |= (window[:, period:] == window[:, :-period]).all(dim=1)
+    return found
+
+
 def target_text(text: str) -> str:
     """The reference as Whisper would write it: all-caps text sentence-cased, with a lead space."""
     text = " ".join(text.split())
@@ -245,7 +269,7 @@ class WhisperASR(nn.Module):
                 logits[:, self.suppress_first] = -torch.inf
             token = torch.where(finished, self.end, logits.argmax(-1))
             written.append(token)
-            finished |= token == self.end
+            finished |= (token == self.end) | looping(written)
             if bool(finished.all()):
                 break
             ids, cache = token[:, None], out.cache
