@@ -132,13 +132,17 @@ def _cmd_prune(args: argparse.Namespace) -> None:
     from hib.pipeline import Run
     from hib.prune import parse_ratios
 
+    if args.tasks is not None:
+        _cmd_joint_prune(args)
+        return
+    if args.combine:
+        raise HibError("--combine is for pruning several tasks at once (--tasks)")
     run = Run(args.run_dir)
     if args.fill:
         run.config.heads.fill = args.fill
     refit = parse_ratios(args.refit_ratios) if args.refit else None
-    record = run.prune(
-        args.method, parse_ratios(args.ratios), args.min_heads_per_layer, args.iterative, refit
-    )
+    ratios = parse_ratios("0:1:0.05" if args.ratios is None else args.ratios)
+    record = run.prune(args.method, ratios, args.min_heads_per_layer, args.iterative, refit)
     name = run.metric.name
     for label, key in (("pruned", "curve"), ("refit ", "curve_refit")):
         for point in record.get(key, []):
@@ -146,6 +150,40 @@ def _cmd_prune(args: argparse.Namespace) -> None:
                 f"  {label} {point['ratio']:.2f} ({point['pruned']:3d} heads): "
                 f"{name} {point[name]:.4f}"
             )
+
+
+def _cmd_joint_prune(args: argparse.Namespace) -> None:
+    """hib prune DIR --tasks a,b: one mask for the runs DIR/a, DIR/b (hib.joint)."""
+    from hib.joint import DEFAULT_RATIOS, joint_prune
+    from hib.prune import parse_ratios
+
+    single = {
+        "--fill": args.fill,
+        "--iterative": args.iterative,
+        "--refit": args.refit,
+        "--min-heads-per-layer": args.min_heads_per_layer,
+    }
+    for flag, given in single.items():
+        if given:
+            raise HibError(f"{flag} prunes one run; it does not go with --tasks")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if len(set(tasks)) < 2 or len(set(tasks)) < len(tasks):
+        raise HibError(f"--tasks {args.tasks!r}: name at least 2 different tasks, e.g. ks,asr")
+    root = Path(args.run_dir)
+    ratios = list(DEFAULT_RATIOS) if args.ratios is None else parse_ratios(args.ratios)
+    combine = args.combine or "max"
+    record = joint_prune({t: root / t for t in tasks}, root, args.method, ratios, combine)
+    print(f"{args.method} scores of {', '.join(tasks)} combined by the {combine}:")
+    print(f"  {'task':>8s} {'metric':>8s} {'ratio':>5s} {'joint':>8s} {'own':>8s} kept share")
+    for task in tasks:
+        name = record["metrics"][task]["name"]
+        for p in record["points"][task]:
+            share = "-" if p["kept_share"] is None else f"{100 * p['kept_share']:.1f} %"
+            print(
+                f"  {task:>8s} {name:>8s} {p['ratio']:5.2f} {p['joint']:8.4f} {p['own']:8.4f} "
+                f"{share:>10s}"
+            )
+    print(f"results: {root / 'results.json'} (joint)  report: {root / 'report.html'}")
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
@@ -277,9 +315,21 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(func=_cmd_score)
 
     prune = sub.add_parser("prune", help="prune by a method's scores and measure the metric")
-    prune.add_argument("run_dir")
+    prune.add_argument("run_dir", help="a run folder; with --tasks, the folder of the runs")
     prune.add_argument("--method", default="hib")
-    prune.add_argument("--ratios", default="0:1:0.05", help="start:stop:step or a,b,c")
+    prune.add_argument(
+        "--ratios",
+        help="start:stop:step or a,b,c (default 0:1:0.05; with --tasks 0.1,0.2,...,0.6)",
+    )
+    prune.add_argument(
+        "--tasks",
+        help="comma-separated tasks: prune the runs RUN_DIR/<task> by one joint mask",
+    )
+    prune.add_argument(
+        "--combine",
+        choices=["max", "mean"],
+        help="with --tasks: how the tasks' score ranks combine (default max)",
+    )
     prune.add_argument("--fill", choices=["mean", "zero"], help="default: the run's heads.fill")
     prune.add_argument("--min-heads-per-layer", type=int, default=0)
     prune.add_argument("--iterative", action="store_true", help="re-score after each step")

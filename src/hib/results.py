@@ -28,10 +28,15 @@ def read_results(run_dir: str | Path) -> dict[str, Any]:
     return results
 
 
-def update_results(run_dir: str | Path, fields: dict[str, Any]) -> dict[str, Any]:
-    """Merge `fields` (nested dicts merge, other values replace) into results.json."""
+def update_results(
+    run_dir: str | Path, fields: dict[str, Any], replace: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Merge `fields` (nested dicts merge, other values replace) into results.json; the
+    top-level keys named in `replace` are replaced whole (a record recomputed from scratch,
+    which must not keep the old one's entries)."""
     with run_lock(run_dir):
-        merged = deep_merge(read_results(run_dir), fields)
+        kept = {k: v for k, v in read_results(run_dir).items() if k not in replace}
+        merged = deep_merge(kept, fields)
         merged["schema"] = SCHEMA
         write_json(Path(run_dir) / RESULTS_FILE, merged)
     return merged
