@@ -22,8 +22,10 @@ from hib.methods.base import HeadMethod
 from hib.methods.registry import register
 from hib.tasks.base import Batch, TaskModel, repeat
 
-STACKED_CLIPS = 256
-"""Clips per stacked forward: steps x batch, so each matrix product has rows to fill."""
+STACKED_POSITIONS = 256 * 50
+"""Positions per stacked forward (steps x batch x sequence length): 256 one-second clips, so
+each matrix product has rows to fill, and no more, so 30 s windows (1,500 positions, ASR)
+stack one step of a batch at a time instead of filling the memory."""
 
 
 @register
@@ -59,7 +61,7 @@ class AttAttr(HeadMethod):
             with heads.capture_values() as values:
                 maps = model.upstream.forward_from(states[:1], output_attentions=True).attentions
         alphas = torch.arange(1, self.steps + 1) / self.steps
-        per_chunk = max(1, STACKED_CLIPS // len(batch))
+        per_chunk = max(1, STACKED_POSITIONS // (len(batch) * states[0].shape[1]))
         out = []
         for layer, attn in enumerate(maps):
             if not heads.kept[layer]:  # an inert layer has no map to attribute
