@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import Dataset
@@ -19,6 +19,16 @@ from tqdm import tqdm
 from hib.layer_cache import LayerCache, has_context_hooks
 from hib.precision import autocast
 from hib.tasks.base import Batch, EvalResult, TaskModel
+
+if TYPE_CHECKING:
+    from hib.config import Config
+
+
+def eval_batch_size(config: Config, model: TaskModel) -> int:
+    """Clips per no-gradient forward: eval.batch_size, else the task model's. One value for a
+    run's every evaluation, since padded batches of unequal clips (SID, IC, ASR) change what an
+    encoder without an attention mask computes."""
+    return config.eval.batch_size or model.eval_batch_size
 
 
 def first_changed_layer(model: TaskModel, mask: torch.Tensor | None) -> int:

@@ -20,7 +20,7 @@ import torch
 from hib.bench import bench_pruning
 from hib.checkpoint import load_run, save_pruned
 from hib.errors import HibError
-from hib.evaluate import EvalResult, evaluate
+from hib.evaluate import EvalResult, eval_batch_size, evaluate
 from hib.io import read_tensors
 from hib.layer_cache import LayerCache
 from hib.methods import get_method
@@ -88,7 +88,7 @@ class Run:
         return evaluate(
             model,
             dataset,
-            self.config.eval.batch_size or model.eval_batch_size,
+            eval_batch_size(self.config, model),
             progress=progress,
             precision=self.precision,
             mask=mask,

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from hib.checkpoint import CONFIG_FILE, load_run, save_config, save_model
 from hib.config import Config
 from hib.errors import HibError
-from hib.evaluate import evaluate
+from hib.evaluate import eval_batch_size, evaluate
 from hib.frozen import ClipFeatures, one_thread
 from hib.layer_cache import LayerCache
 from hib.precision import resolve_precision
@@ -141,7 +141,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     _, best_model = load_run(run_dir)
     fit_head_stats(task, best_model, splits.train)
     save_model(run_dir, best_model, config)
-    batch_size = config.train.batch_size
+    batch_size = eval_batch_size(config, best_model)  # the sweeps' batches: the same figure
     test = evaluate(best_model, splits.test, batch_size, progress, precision)
     reference = {}
     if precision != "float32":  # what the faster precision costs, on record
@@ -205,9 +205,10 @@ def _train_head(
     val_key = f"val_{metric.name}"
     size = config.train.batch_size
     frozen = not config.upstream.finetune and not task.augments_training
+    forward = eval_batch_size(config, model)
     if frozen and model.supports_features:  # hib.frozen: one forward per clip, not per epoch
-        fitting = ClipFeatures.of(model, splits.train, size, progress, "train features")
-        validation = ClipFeatures.of(model, splits.validation, size, progress, "val features")
+        fitting = ClipFeatures.of(model, splits.train, forward, progress, "train features")
+        validation = ClipFeatures.of(model, splits.validation, forward, progress, "val features")
     for epoch in range(first_epoch, config.train.epochs):
         desc = f"epoch {epoch + 1}/{config.train.epochs}"
         if frozen and model.supports_features:
@@ -218,7 +219,7 @@ def _train_head(
         else:
             batches = task.train_batches(splits.train, model, epoch)
             loss = train_epoch(model, batches, optimizer, config, desc, progress, scheduler)
-            val = evaluate(model, splits.validation, size, progress, precision, cache=cache)
+            val = evaluate(model, splits.validation, forward, progress, precision, cache=cache)
         history.append({"epoch": epoch + 1, "loss": loss, val_key: val.value})
         if progress:
             print(f"epoch {epoch + 1}: loss {loss:.4f}  val {metric.name} {val.value:.4f}")
