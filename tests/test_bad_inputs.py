@@ -308,6 +308,11 @@ ROWS = [
         "ratios '0:1:0'",
     ),
     Row(
+        "demo-unknown-task",
+        lambda c: ["demo", "--tasks", "ks,nope", "--out", str(c.run)],
+        "'ks,nope': name each of ks, asr, sid, ic at most once",
+    ),
+    Row(
         "unknown-method",
         lambda c: ["score", str(c.run), "--method", "nope"],
         "unknown method 'nope'",
