@@ -24,6 +24,7 @@ from torch.utils.data import TensorDataset
 from hib.downstream import UtteranceClassifier
 from hib.heads import HeadStats
 from hib.methods import METHODS, get_method
+from hib.methods.fisher import EXACT_SUBSETS, fisher_rearranged_mask, removal_cost
 from hib.methods.l0 import open_probability, sample_gates
 from hib.tasks.base import Batch
 from tests.conftest import TINY_KINDS, make_tiny_upstream
@@ -111,10 +112,10 @@ def check_attention_stat(name: str, uniform: float) -> Callable[[], None]:
     return check
 
 
-def finite_difference_taylor(model: UtteranceClassifier, data: TensorDataset, eps: float = 1e-4):
-    """E_x |dL_x/dg| per head, central differences through `Heads.gated`."""
+def gate_derivatives(model: UtteranceClassifier, data: TensorDataset, eps: float = 1e-4):
+    """(clips, L, H): each clip's dL_x/dg per head, central differences through `Heads.gated`."""
     heads, (x, y) = model.heads(), data.tensors
-    out = torch.zeros(heads.shape, dtype=torch.float64)
+    out = torch.zeros(len(y), *heads.shape, dtype=torch.float64)
     for head in heads:
         losses = []
         for sign in (1, -1):
@@ -122,15 +123,20 @@ def finite_difference_taylor(model: UtteranceClassifier, data: TensorDataset, ep
             gates[head.layer, head.index] += sign * eps
             with torch.no_grad(), heads.gated(gates, fill="mean"):
                 losses.append(F.cross_entropy(model(x), y, reduction="none"))
-        out[head.layer, head.index] = ((losses[0] - losses[1]) / (2 * eps)).abs().mean()
-    return out.float()
+        out[:, head.layer, head.index] = (losses[0] - losses[1]) / (2 * eps)
+    return out
+
+
+def double_set(n: int) -> TensorDataset:
+    x, y = toy_set(n).tensors
+    return TensorDataset(x.double(), y)
 
 
 def check_taylor() -> None:
-    model, data = double(toy(informative=2)), toy_set(32)
-    data = TensorDataset(data.tensors[0].double(), data.tensors[1])
+    model, data = double(toy(informative=2)), double_set(32)
     scores = get_method("taylor", clips=32, batch_size=8).score(model, data)
-    assert torch.allclose(scores, finite_difference_taylor(model, data), rtol=1e-4, atol=0)
+    expected = gate_derivatives(model, data).abs().mean(0).float()
+    assert torch.allclose(scores, expected, rtol=1e-4, atol=0)
 
 
 def check_taylor_norm() -> None:
@@ -139,6 +145,45 @@ def check_taylor_norm() -> None:
     normed = get_method("taylor-norm", clips=32).score(model, data)
     assert torch.allclose(normed, plain / plain.norm(dim=1, keepdim=True))
     assert get_method("taylor", normalize=True).options()["normalize"]
+
+
+def check_fisher() -> None:
+    """The diagonal is E_x (dL_x/dg)^2, each layer's block E_x g_x g_x^T (finite differences)."""
+    model, data = double(toy(informative=2)), double_set(32)
+    method = get_method("fisher", clips=32, batch_size=8)
+    scores = method.score(model, data)
+    grads = gate_derivatives(model, data)[:, 0]  # (clips, H): the toy's one layer
+    assert torch.allclose(scores, grads.pow(2).mean(0, keepdim=True).float(), rtol=1e-3, atol=0)
+    block = grads.T @ grads / len(grads)
+    assert torch.allclose(method.blocks[0], block, rtol=1e-3, atol=1e-3 * block.abs().max())
+
+
+def test_fisher_rearrangement_beats_the_diagonal():
+    """Heads 0 and 1 interact (F_01 > 0: removing both costs more than their diagonals), heads
+    0 and 2 compensate (F_02 < 0). Keeping one of three, the diagonal ranking keeps head 2 and
+    removes {0, 1} (cost 1 + 1.2 + 2 * 0.9 = 4.0); the best removal is {0, 2} (1.5)."""
+    block = torch.tensor([[1.0, 0.9, -0.5], [0.9, 1.2, 0.0], [-0.5, 0.0, 1.5]])
+    blocks = block[None]
+    assert removal_cost(block, [0, 1]) == pytest.approx(4.0)
+    for limit in (EXACT_SUBSETS, 0):  # exact enumeration, then the greedy search
+        assert fisher_rearranged_mask(blocks, [1], exact_limit=limit).tolist() == [[0, 1, 0]]
+        # one removal: the diagonal is exact
+        assert fisher_rearranged_mask(blocks, [2], exact_limit=limit).tolist() == [[0, 1, 1]]
+    alive = torch.tensor([[True, False, True]])  # head 1 removed physically: not a candidate
+    assert fisher_rearranged_mask(blocks, [1], alive).tolist() == [[0, 0, 1]]
+    with pytest.raises(ValueError):
+        fisher_rearranged_mask(blocks, [3], alive)
+    # random PSD blocks, 8 heads keeping 3: exact <= greedy <= the diagonal ranking
+    grads = torch.randn(2, 20, 8, generator=torch.Generator().manual_seed(0))
+    blocks = grads.transpose(1, 2) @ grads / 20
+    exact = fisher_rearranged_mask(blocks, [3, 3])
+    greedy = fisher_rearranged_mask(blocks, [3, 3], exact_limit=0)
+    pair = (exact, greedy)
+    for layer, block in enumerate(blocks):
+        costs = [removal_cost(block, (~m[layer]).nonzero().flatten().tolist()) for m in pair]
+        diagonal = removal_cost(block, block.diagonal().argsort()[:5].tolist())
+        assert (exact[layer].sum(), greedy[layer].sum()) == (3, 3)
+        assert costs[0] <= costs[1] + 1e-9 <= diagonal + 2e-9
 
 
 def check_attattr() -> None:
@@ -238,6 +283,7 @@ TABLE = (
     Case("attattr", {**SMALL, "steps": 2}, True, {"clips": 32}, check_attattr),
     Case("l0", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 4}, check_l0),
     Case("ablation", SMALL, True, {"clips": 64}, check_ablation),
+    Case("fisher", SMALL, True, {"clips": 64}, check_fisher),
     Case("hib", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 3}, None),
     Case("hib-attn", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 3}, check_hib_attn),
 )
