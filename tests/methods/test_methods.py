@@ -10,6 +10,7 @@ a row fails `test_table_covers_every_method`.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -259,6 +260,67 @@ def check_hib_attn() -> None:
     assert scores.min() > pressed.min()
 
 
+def brute_force_shapley(model: UtteranceClassifier, data: TensorDataset) -> torch.Tensor:
+    """Shapley values from every coalition of the live heads, v(S) = -CE with S kept."""
+    heads, (x, y) = model.heads(), data.tensors
+    players = list(heads)
+    n = len(players)
+
+    def value(coalition: tuple) -> float:
+        mask = torch.zeros(heads.shape)
+        for head in coalition:
+            mask[head.layer, head.index] = 1
+        with torch.no_grad(), heads.masked(mask, fill="mean"):
+            return -F.cross_entropy(model(x), y).item()
+
+    out = torch.zeros(heads.shape, dtype=torch.float64)
+    for head in players:
+        others = [p for p in players if p != head]
+        for size in range(n):
+            weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
+            for coalition in itertools.combinations(others, size):
+                gain = value((*coalition, head)) - value(coalition)
+                out[head.layer, head.index] += weight * gain
+    return out
+
+
+def check_shapley() -> None:
+    """Every order of 3 live heads (one of the toy's 4 removed physically): the exact values."""
+    model = copy.deepcopy(toy(informative=2))
+    model.heads().prune(torch.tensor([[True, False, True, True]]))
+    model, data = double(model), double_set(16)
+    method = get_method("shapley", clips=16, batch_size=8, permutations=6, tolerance=0.0)
+    scores = method.score(model, data)
+    assert method.options()["exact"] and method.options()["forwards"] == 2**3
+    assert scores[0, 1] == 0  # removed physically: no player
+    assert torch.allclose(scores.double(), brute_force_shapley(model, data), rtol=1e-5, atol=1e-7)
+    assert scores[0].argmax().item() == 2
+
+
+def toy_values(model: UtteranceClassifier, data: TensorDataset) -> tuple[float, float]:
+    """v(all heads), v(no head): minus the loss with every head kept, and every head mean-filled."""
+    heads, (x, y) = model.heads(), data.tensors
+    with torch.no_grad():
+        full = -F.cross_entropy(model(x), y).item()
+        with heads.masked(torch.zeros(heads.shape), fill="mean"):
+            empty = -F.cross_entropy(model(x), y).item()
+    return full, empty
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.2])
+def test_shapley_values_add_up_to_the_gap(tolerance: float):
+    """Sampled orders (5 of the 4! = 24): each order's credits telescope to v(all) - v(none),
+    up to the truncation's tolerance."""
+    model, data = double(toy(informative=1)), double_set(32)
+    method = get_method("shapley", clips=32, permutations=5, tolerance=tolerance, seed=3)
+    scores = method.score(model, data)
+    full, empty = toy_values(model, data)
+    gap = full - empty
+    assert abs(gap) > 0.1
+    assert not method.options()["exact"] and method.options()["forwards"] <= 2 + 5 * 3
+    assert abs(scores.double().sum().item() - gap) <= tolerance * abs(gap) + 1e-5 * abs(gap)
+
+
 # --- the table -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Case:
@@ -284,6 +346,7 @@ TABLE = (
     Case("l0", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 4}, check_l0),
     Case("ablation", SMALL, True, {"clips": 64}, check_ablation),
     Case("fisher", SMALL, True, {"clips": 64}, check_fisher),
+    Case("shapley", {**SMALL, "permutations": 2}, True, {"clips": 64}, check_shapley),
     Case("hib", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 3}, None),
     Case("hib-attn", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 3}, check_hib_attn),
 )

@@ -12,6 +12,7 @@ from hib.methods import hib_attn as _hib_attn  # noqa: E402,F401
 from hib.methods import l0 as _l0  # noqa: E402,F401
 from hib.methods import magnitude as _magnitude  # noqa: E402,F401
 from hib.methods import random as _random  # noqa: E402,F401
+from hib.methods import shapley as _shapley  # noqa: E402,F401
 from hib.methods import taylor as _taylor  # noqa: E402,F401
 from hib.methods.base import HeadMethod
 from hib.methods.registry import METHODS, get_method, register
