@@ -321,6 +321,66 @@ def test_shapley_values_add_up_to_the_gap(tolerance: float):
     assert abs(scores.double().sum().item() - gap) <= tolerance * abs(gap) + 1e-5 * abs(gap)
 
 
+def duplicated_toy() -> UtteranceClassifier:
+    """Head 0 carries the label, head 2 is its copy, heads 1 and 3 read noise (float64)."""
+    return double(trained_toy_model(informative_head=0, num_heads=4, duplicate=2))
+
+
+def removal_loss(model: UtteranceClassifier, data: TensorDataset, removed) -> float:
+    heads, (x, y) = model.heads(), data.tensors
+    mask = torch.ones(heads.shape)
+    for layer, index in removed:
+        mask[layer, index] = 0
+    with torch.no_grad(), heads.masked(mask, fill="mean"):
+        return F.cross_entropy(model(x), y).item()
+
+
+def check_greedy() -> None:
+    """Noise heads go first, then one duplicate (the other now carries the label alone), and
+    after each removal the removed set is the best of its size (every subset tried)."""
+    model, data = duplicated_toy(), double_set(64)
+    scores = get_method("greedy", clips=64).score(model, data)
+    assert sorted(scores[0].tolist()) == [0.25, 0.5, 0.75, 1.0]
+    order = [(0, int(i)) for i in scores[0].argsort()]
+    assert {order[0][1], order[1][1]} == {1, 3} and {order[2][1], order[3][1]} == {0, 2}
+    heads = [(0, i) for i in range(4)]
+    for k in range(1, 4):
+        best = min(removal_loss(model, data, r) for r in itertools.combinations(heads, k))
+        assert removal_loss(model, data, order[:k]) <= best + 1e-12
+    # redundancy: either copy alone is (almost) enough, losing both is not
+    both = removal_loss(model, data, [(0, 0), (0, 2)])
+    assert max(removal_loss(model, data, [(0, i)]) for i in (0, 2)) < 1e-3 * both
+
+
+def test_greedy_is_the_full_forward_greedy(upstream_models):
+    """Trials run from the tried head's layer on the current removals' layer inputs; the same
+    removal order as forwards through every layer on two-layer upstreams (one pruned), in
+    float64: the random heads change the loss by ~1e-7, float32's rounding would pick ties."""
+    for kind in ("wav2vec2", "pruned-whisper"):
+        model, (waves, labels) = upstream_models[kind][0], upstream_models[kind][1].tensors
+        model, data = double(model), TensorDataset(waves.double(), labels)
+        heads = model.heads()
+        options = {**SMALL, "clips": 2}
+        scores = get_method("greedy", seed=7, **options).score(model, data)
+        batches = list(get_method("greedy", seed=7, **options).batches(model, data))
+        with torch.no_grad():  # no mask changes the input of layer 0 (the embedding)
+            embedded = [(model.layer_inputs(batch)[:1], batch) for batch in batches]
+        mask, remaining, order = heads.alive(), list(heads), []
+        while remaining:
+            losses = []
+            for head in remaining:
+                trial = mask.clone()
+                trial[head.layer, head.index] = False
+                with torch.no_grad(), heads.masked(trial, fill="mean"):
+                    outputs = [(model.outputs_from(s, b), b) for s, b in embedded]
+                    losses.append(sum(model.loss_of(o, b, "sum").item() for o, b in outputs))
+            head = remaining.pop(min(range(len(losses)), key=losses.__getitem__))
+            mask[head.layer, head.index] = False
+            order.append(head)
+        ranks = [scores[h.layer, h.index].item() for h in order]
+        assert ranks == sorted(ranks), kind
+
+
 # --- the table -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Case:
@@ -347,6 +407,7 @@ TABLE = (
     Case("ablation", SMALL, True, {"clips": 64}, check_ablation),
     Case("fisher", SMALL, True, {"clips": 64}, check_fisher),
     Case("shapley", {**SMALL, "permutations": 2}, True, {"clips": 64}, check_shapley),
+    Case("greedy", SMALL, True, {"clips": 64}, check_greedy),
     Case("hib", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 3}, None),
     Case("hib-attn", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 3}, check_hib_attn),
 )

@@ -7,6 +7,7 @@ from hib.methods import ablation as _ablation  # noqa: E402,F401
 from hib.methods import attattr as _attattr  # noqa: E402,F401
 from hib.methods import attention_stats as _attention_stats  # noqa: E402,F401
 from hib.methods import fisher as _fisher  # noqa: E402,F401
+from hib.methods import greedy as _greedy  # noqa: E402,F401
 from hib.methods import hib as _hib  # noqa: E402,F401
 from hib.methods import hib_attn as _hib_attn  # noqa: E402,F401
 from hib.methods import l0 as _l0  # noqa: E402,F401
