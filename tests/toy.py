@@ -2,7 +2,8 @@
 
 Frames are noise except channel 0, which holds +/-1 by class. Only the chosen head's value
 projection reads channel 0, and the upstream exposes only the attention output (no residual),
-so the label reaches the task head through that head alone.
+so the label reaches the task head through that head alone (or through it and a duplicate
+head, on request).
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ class ToyUpstream(Upstream):
     name = "toy"
 
     def __init__(
-        self, dim: int = 8, num_heads: int = 2, informative_head: int = 0, frames: int = 4
+        self,
+        dim: int = 8,
+        num_heads: int = 2,
+        informative_head: int = 0,
+        frames: int = 4,
+        duplicate: int | None = None,
     ):
         super().__init__()
         self.hidden_size, self.frames = dim, frames
@@ -47,9 +53,10 @@ class ToyUpstream(Upstream):
             self.attn.v_proj.weight.copy_(torch.zeros(dim, dim))
             for h in range(num_heads):  # head h reads channel 1 + h ...
                 self.attn.v_proj.weight[h * d, 1 + h] = 1.0
-            # ... except the informative head, which reads the label channel 0
-            self.attn.v_proj.weight[informative_head * d] = 0.0
-            self.attn.v_proj.weight[informative_head * d, 0] = 1.0
+            # ... except the informative head (and its duplicate), which reads the label channel 0
+            for h in {informative_head, informative_head if duplicate is None else duplicate}:
+                self.attn.v_proj.weight[h * d] = 0.0
+                self.attn.v_proj.weight[h * d, 0] = 1.0
             self.attn.out_proj.weight.copy_(torch.eye(dim))
         for p in self.parameters():
             p.requires_grad_(False)
@@ -81,12 +88,16 @@ def toy_data(n: int, dim: int = 8, frames: int = 4, seed: int = 0):
     return x.reshape(n, -1), labels
 
 
-def trained_toy_model(informative_head: int = 0, num_heads: int = 2) -> UtteranceClassifier:
-    """Toy upstream + a task head trained to read it; head stats fitted."""
+def trained_toy_model(
+    informative_head: int = 0, num_heads: int = 2, duplicate: int | None = None
+) -> UtteranceClassifier:
+    """Toy upstream + a task head trained to read it; head stats fitted. `duplicate`: a second
+    head with the informative head's weights (the label then reaches the task head twice)."""
     torch.manual_seed(0)
-    model = UtteranceClassifier.build(
-        ToyUpstream(num_heads=num_heads, informative_head=informative_head), 2, proj_dim=8
+    upstream = ToyUpstream(
+        num_heads=num_heads, informative_head=informative_head, duplicate=duplicate
     )
+    model = UtteranceClassifier.build(upstream, 2, proj_dim=8)
     x, y = toy_data(256)
     opt = torch.optim.Adam(model.head.parameters(), lr=0.05)
     for _ in range(100):

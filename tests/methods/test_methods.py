@@ -10,6 +10,7 @@ a row fails `test_table_covers_every_method`.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from torch.utils.data import TensorDataset
 from hib.downstream import UtteranceClassifier
 from hib.heads import HeadStats
 from hib.methods import METHODS, get_method
+from hib.methods.fisher import EXACT_SUBSETS, fisher_rearranged_mask, removal_cost
 from hib.methods.l0 import open_probability, sample_gates
 from hib.tasks.base import Batch
 from tests.conftest import TINY_KINDS, make_tiny_upstream
@@ -111,10 +113,10 @@ def check_attention_stat(name: str, uniform: float) -> Callable[[], None]:
     return check
 
 
-def finite_difference_taylor(model: UtteranceClassifier, data: TensorDataset, eps: float = 1e-4):
-    """E_x |dL_x/dg| per head, central differences through `Heads.gated`."""
+def gate_derivatives(model: UtteranceClassifier, data: TensorDataset, eps: float = 1e-4):
+    """(clips, L, H): each clip's dL_x/dg per head, central differences through `Heads.gated`."""
     heads, (x, y) = model.heads(), data.tensors
-    out = torch.zeros(heads.shape, dtype=torch.float64)
+    out = torch.zeros(len(y), *heads.shape, dtype=torch.float64)
     for head in heads:
         losses = []
         for sign in (1, -1):
@@ -122,15 +124,20 @@ def finite_difference_taylor(model: UtteranceClassifier, data: TensorDataset, ep
             gates[head.layer, head.index] += sign * eps
             with torch.no_grad(), heads.gated(gates, fill="mean"):
                 losses.append(F.cross_entropy(model(x), y, reduction="none"))
-        out[head.layer, head.index] = ((losses[0] - losses[1]) / (2 * eps)).abs().mean()
-    return out.float()
+        out[:, head.layer, head.index] = (losses[0] - losses[1]) / (2 * eps)
+    return out
+
+
+def double_set(n: int) -> TensorDataset:
+    x, y = toy_set(n).tensors
+    return TensorDataset(x.double(), y)
 
 
 def check_taylor() -> None:
-    model, data = double(toy(informative=2)), toy_set(32)
-    data = TensorDataset(data.tensors[0].double(), data.tensors[1])
+    model, data = double(toy(informative=2)), double_set(32)
     scores = get_method("taylor", clips=32, batch_size=8).score(model, data)
-    assert torch.allclose(scores, finite_difference_taylor(model, data), rtol=1e-4, atol=0)
+    expected = gate_derivatives(model, data).abs().mean(0).float()
+    assert torch.allclose(scores, expected, rtol=1e-4, atol=0)
 
 
 def check_taylor_norm() -> None:
@@ -139,6 +146,45 @@ def check_taylor_norm() -> None:
     normed = get_method("taylor-norm", clips=32).score(model, data)
     assert torch.allclose(normed, plain / plain.norm(dim=1, keepdim=True))
     assert get_method("taylor", normalize=True).options()["normalize"]
+
+
+def check_fisher() -> None:
+    """The diagonal is E_x (dL_x/dg)^2, each layer's block E_x g_x g_x^T (finite differences)."""
+    model, data = double(toy(informative=2)), double_set(32)
+    method = get_method("fisher", clips=32, batch_size=8)
+    scores = method.score(model, data)
+    grads = gate_derivatives(model, data)[:, 0]  # (clips, H): the toy's one layer
+    assert torch.allclose(scores, grads.pow(2).mean(0, keepdim=True).float(), rtol=1e-3, atol=0)
+    block = grads.T @ grads / len(grads)
+    assert torch.allclose(method.blocks[0], block, rtol=1e-3, atol=1e-3 * block.abs().max())
+
+
+def test_fisher_rearrangement_beats_the_diagonal():
+    """Heads 0 and 1 interact (F_01 > 0: removing both costs more than their diagonals), heads
+    0 and 2 compensate (F_02 < 0). Keeping one of three, the diagonal ranking keeps head 2 and
+    removes {0, 1} (cost 1 + 1.2 + 2 * 0.9 = 4.0); the best removal is {0, 2} (1.5)."""
+    block = torch.tensor([[1.0, 0.9, -0.5], [0.9, 1.2, 0.0], [-0.5, 0.0, 1.5]])
+    blocks = block[None]
+    assert removal_cost(block, [0, 1]) == pytest.approx(4.0)
+    for limit in (EXACT_SUBSETS, 0):  # exact enumeration, then the greedy search
+        assert fisher_rearranged_mask(blocks, [1], exact_limit=limit).tolist() == [[0, 1, 0]]
+        # one removal: the diagonal is exact
+        assert fisher_rearranged_mask(blocks, [2], exact_limit=limit).tolist() == [[0, 1, 1]]
+    alive = torch.tensor([[True, False, True]])  # head 1 removed physically: not a candidate
+    assert fisher_rearranged_mask(blocks, [1], alive).tolist() == [[0, 0, 1]]
+    with pytest.raises(ValueError):
+        fisher_rearranged_mask(blocks, [3], alive)
+    # random PSD blocks, 8 heads keeping 3: exact <= greedy <= the diagonal ranking
+    grads = torch.randn(2, 20, 8, generator=torch.Generator().manual_seed(0))
+    blocks = grads.transpose(1, 2) @ grads / 20
+    exact = fisher_rearranged_mask(blocks, [3, 3])
+    greedy = fisher_rearranged_mask(blocks, [3, 3], exact_limit=0)
+    pair = (exact, greedy)
+    for layer, block in enumerate(blocks):
+        costs = [removal_cost(block, (~m[layer]).nonzero().flatten().tolist()) for m in pair]
+        diagonal = removal_cost(block, block.diagonal().argsort()[:5].tolist())
+        assert (exact[layer].sum(), greedy[layer].sum()) == (3, 3)
+        assert costs[0] <= costs[1] + 1e-9 <= diagonal + 2e-9
 
 
 def check_attattr() -> None:
@@ -214,6 +260,127 @@ def check_hib_attn() -> None:
     assert scores.min() > pressed.min()
 
 
+def brute_force_shapley(model: UtteranceClassifier, data: TensorDataset) -> torch.Tensor:
+    """Shapley values from every coalition of the live heads, v(S) = -CE with S kept."""
+    heads, (x, y) = model.heads(), data.tensors
+    players = list(heads)
+    n = len(players)
+
+    def value(coalition: tuple) -> float:
+        mask = torch.zeros(heads.shape)
+        for head in coalition:
+            mask[head.layer, head.index] = 1
+        with torch.no_grad(), heads.masked(mask, fill="mean"):
+            return -F.cross_entropy(model(x), y).item()
+
+    out = torch.zeros(heads.shape, dtype=torch.float64)
+    for head in players:
+        others = [p for p in players if p != head]
+        for size in range(n):
+            weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
+            for coalition in itertools.combinations(others, size):
+                gain = value((*coalition, head)) - value(coalition)
+                out[head.layer, head.index] += weight * gain
+    return out
+
+
+def check_shapley() -> None:
+    """Every order of 3 live heads (one of the toy's 4 removed physically): the exact values."""
+    model = copy.deepcopy(toy(informative=2))
+    model.heads().prune(torch.tensor([[True, False, True, True]]))
+    model, data = double(model), double_set(16)
+    method = get_method("shapley", clips=16, batch_size=8, permutations=6, tolerance=0.0)
+    scores = method.score(model, data)
+    assert method.options()["exact"] and method.options()["forwards"] == 2**3
+    assert scores[0, 1] == 0  # removed physically: no player
+    assert torch.allclose(scores.double(), brute_force_shapley(model, data), rtol=1e-5, atol=1e-7)
+    assert scores[0].argmax().item() == 2
+
+
+def toy_values(model: UtteranceClassifier, data: TensorDataset) -> tuple[float, float]:
+    """v(all heads), v(no head): minus the loss with every head kept, and every head mean-filled."""
+    heads, (x, y) = model.heads(), data.tensors
+    with torch.no_grad():
+        full = -F.cross_entropy(model(x), y).item()
+        with heads.masked(torch.zeros(heads.shape), fill="mean"):
+            empty = -F.cross_entropy(model(x), y).item()
+    return full, empty
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.2])
+def test_shapley_values_add_up_to_the_gap(tolerance: float):
+    """Sampled orders (5 of the 4! = 24): each order's credits telescope to v(all) - v(none),
+    up to the truncation's tolerance."""
+    model, data = double(toy(informative=1)), double_set(32)
+    method = get_method("shapley", clips=32, permutations=5, tolerance=tolerance, seed=3)
+    scores = method.score(model, data)
+    full, empty = toy_values(model, data)
+    gap = full - empty
+    assert abs(gap) > 0.1
+    assert not method.options()["exact"] and method.options()["forwards"] <= 2 + 5 * 3
+    assert abs(scores.double().sum().item() - gap) <= tolerance * abs(gap) + 1e-5 * abs(gap)
+
+
+def duplicated_toy() -> UtteranceClassifier:
+    """Head 0 carries the label, head 2 is its copy, heads 1 and 3 read noise (float64)."""
+    return double(trained_toy_model(informative_head=0, num_heads=4, duplicate=2))
+
+
+def removal_loss(model: UtteranceClassifier, data: TensorDataset, removed) -> float:
+    heads, (x, y) = model.heads(), data.tensors
+    mask = torch.ones(heads.shape)
+    for layer, index in removed:
+        mask[layer, index] = 0
+    with torch.no_grad(), heads.masked(mask, fill="mean"):
+        return F.cross_entropy(model(x), y).item()
+
+
+def check_greedy() -> None:
+    """Noise heads go first, then one duplicate (the other now carries the label alone), and
+    after each removal the removed set is the best of its size (every subset tried)."""
+    model, data = duplicated_toy(), double_set(64)
+    scores = get_method("greedy", clips=64).score(model, data)
+    assert sorted(scores[0].tolist()) == [0.25, 0.5, 0.75, 1.0]
+    order = [(0, int(i)) for i in scores[0].argsort()]
+    assert {order[0][1], order[1][1]} == {1, 3} and {order[2][1], order[3][1]} == {0, 2}
+    heads = [(0, i) for i in range(4)]
+    for k in range(1, 4):
+        best = min(removal_loss(model, data, r) for r in itertools.combinations(heads, k))
+        assert removal_loss(model, data, order[:k]) <= best + 1e-12
+    # redundancy: either copy alone is (almost) enough, losing both is not
+    both = removal_loss(model, data, [(0, 0), (0, 2)])
+    assert max(removal_loss(model, data, [(0, i)]) for i in (0, 2)) < 1e-3 * both
+
+
+def test_greedy_is_the_full_forward_greedy(upstream_models):
+    """Trials run from the tried head's layer on the current removals' layer inputs; the same
+    removal order as forwards through every layer on two-layer upstreams (one pruned), in
+    float64: the random heads change the loss by ~1e-7, float32's rounding would pick ties."""
+    for kind in ("wav2vec2", "pruned-whisper"):
+        model, (waves, labels) = upstream_models[kind][0], upstream_models[kind][1].tensors
+        model, data = double(model), TensorDataset(waves.double(), labels)
+        heads = model.heads()
+        options = {**SMALL, "clips": 2}
+        scores = get_method("greedy", seed=7, **options).score(model, data)
+        batches = list(get_method("greedy", seed=7, **options).batches(model, data))
+        with torch.no_grad():  # no mask changes the input of layer 0 (the embedding)
+            embedded = [(model.layer_inputs(batch)[:1], batch) for batch in batches]
+        mask, remaining, order = heads.alive(), list(heads), []
+        while remaining:
+            losses = []
+            for head in remaining:
+                trial = mask.clone()
+                trial[head.layer, head.index] = False
+                with torch.no_grad(), heads.masked(trial, fill="mean"):
+                    outputs = [(model.outputs_from(s, b), b) for s, b in embedded]
+                    losses.append(sum(model.loss_of(o, b, "sum").item() for o, b in outputs))
+            head = remaining.pop(min(range(len(losses)), key=losses.__getitem__))
+            mask[head.layer, head.index] = False
+            order.append(head)
+        ranks = [scores[h.layer, h.index].item() for h in order]
+        assert ranks == sorted(ranks), kind
+
+
 # --- the table -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Case:
@@ -238,6 +405,9 @@ TABLE = (
     Case("attattr", {**SMALL, "steps": 2}, True, {"clips": 32}, check_attattr),
     Case("l0", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 4}, check_l0),
     Case("ablation", SMALL, True, {"clips": 64}, check_ablation),
+    Case("fisher", SMALL, True, {"clips": 64}, check_fisher),
+    Case("shapley", {**SMALL, "permutations": 2}, True, {"clips": 64}, check_shapley),
+    Case("greedy", SMALL, True, {"clips": 64}, check_greedy),
     Case("hib", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 3}, None),
     Case("hib-attn", {**SMALL, "epochs": 1}, True, {"clips": 256, "epochs": 3}, check_hib_attn),
 )

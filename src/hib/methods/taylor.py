@@ -13,9 +13,10 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from hib.heads import Heads
 from hib.methods.base import HeadMethod
 from hib.methods.registry import register
-from hib.tasks.base import TaskModel
+from hib.tasks.base import Batch, TaskModel
 
 
 @register
@@ -33,16 +34,11 @@ class Taylor(HeadMethod):
         model.eval()
         heads = model.heads()
         fill = heads.fill_values("mean")
-        layers = [layer for layer, kept in enumerate(heads.kept) if kept]
         total = [torch.zeros(len(kept)) for kept in heads.kept]
         count = 0
         for batch in self.batches(model, data):
-            with heads.capture() as contexts, heads.probed() as probes:
-                loss = model.loss(batch, reduction="sum")
-            grads = torch.autograd.grad(loss, [probes[layer][0] for layer in layers])
-            for layer, grad in zip(layers, grads, strict=True):
-                delta = contexts[layer][0] - fill[layer, heads.kept[layer]]  # (B, T, h, d)
-                total[layer] += (delta * grad).sum(dim=(1, 3)).abs().sum(dim=0)
+            for layer, grad in gate_gradients(model, heads, batch, fill).items():
+                total[layer] += grad.abs().sum(dim=0)
             count += len(batch)
         scores = heads.on_grid([t / max(count, 1) for t in total])
         if self.normalize:
@@ -56,3 +52,20 @@ class TaylorNorm(Taylor):
 
     def __init__(self, normalize: bool = True, **common):
         super().__init__(normalize=normalize, **common)
+
+
+def gate_gradients(
+    model: TaskModel, heads: Heads, batch: Batch, fill: torch.Tensor
+) -> dict[int, torch.Tensor]:
+    """Layer -> (B, h): each example's dL_x/dg for the layer's current heads (order of `kept`),
+    at every gate 1, from one backward of the batch's summed loss; layers without heads are
+    left out. `fill` (L, H, d): what a closed gate passes."""
+    layers = [layer for layer, kept in enumerate(heads.kept) if kept]
+    with heads.capture() as contexts, heads.probed() as probes:
+        loss = model.loss(batch, reduction="sum")
+    grads = torch.autograd.grad(loss, [probes[layer][0] for layer in layers])
+    out = {}
+    for layer, grad in zip(layers, grads, strict=True):
+        delta = contexts[layer][0] - fill[layer, heads.kept[layer]]  # (B, T, h, d)
+        out[layer] = (delta * grad).sum(dim=(1, 3))
+    return out
