@@ -145,9 +145,9 @@ def refit_head(
 
     The upstream is frozen, so the pruned hidden states of `config.refit.clips` training
     batches (augmented as in training) are computed once (a forward without gradients, so at
-    the resolved evaluation `precision`) and the head trains `config.refit.epochs` epochs on
-    them in float32. The upstream is shared with `model`; the features come from its
-    physically pruned copy.
+    the resolved evaluation `precision`; kept as pooled features where the head allows:
+    hib.frozen) and the head trains `config.refit.epochs` epochs on them in float32. The
+    upstream is shared with `model`; the features come from its physically pruned copy.
     """
     if not task.trains_head:
         raise HibError(
@@ -157,20 +157,29 @@ def refit_head(
     refit = model.replaced(head=copy.deepcopy(model.head))
     pruned = pruned_model(model, mask, fill)
     batches = task.train_batches(train_set, model, epoch=10_000, clips=config.refit.clips)
+    pooled = model.supports_features  # keep each clip's pooled features, not every state
     features = []
     with torch.no_grad(), autocast(precision):
         for batch in batches:
             hidden = pruned.upstream(batch.waves).hidden_states
-            features.append(([h.float() for h in hidden], batch))
+            kept = pruned.features(hidden, batch) if pooled else hidden
+            features.append((_to_float(kept), batch))
     optimizer = torch.optim.AdamW(refit.head.parameters(), lr=config.refit.lr)
     generator = torch.Generator().manual_seed(config.seed)
     refit.head.train()
     for _ in range(config.refit.epochs):
         for i in torch.randperm(len(features), generator=generator).tolist():
-            hidden, batch = features[i]
-            loss = refit.loss_of(refit.outputs(hidden, batch), batch)
+            kept, batch = features[i]
+            outputs = (refit.outputs_of_features if pooled else refit.outputs)(kept, batch)
+            loss = refit.loss_of(outputs, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
     refit.eval()
     return refit
+
+
+def _to_float(states: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor | list[torch.Tensor]:
+    if isinstance(states, torch.Tensor):
+        return states.float()
+    return [h.float() for h in states]
