@@ -15,7 +15,7 @@ import torch
 
 from hib.upstream import Upstream, load_upstream
 
-TINY_KINDS = ("wav2vec2", "hubert", "whisper")
+TINY_KINDS = ("wav2vec2", "hubert", "wavlm", "whisper")
 TINY_LAYERS, TINY_HEADS, TINY_HIDDEN = 2, 4, 32
 
 _WAVEFORM_STEM = {
