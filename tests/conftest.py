@@ -15,7 +15,7 @@ import torch
 
 from hib.upstream import Upstream, load_upstream
 
-TINY_KINDS = ("wav2vec2", "hubert", "whisper")
+TINY_KINDS = ("wav2vec2", "hubert", "wavlm", "whisper")
 TINY_LAYERS, TINY_HEADS, TINY_HIDDEN = 2, 4, 32
 
 _WAVEFORM_STEM = {
@@ -53,6 +53,8 @@ def _tiny_model(kind: str) -> torch.nn.Module:
             **_WAVEFORM_STEM,
         )
         return HubertModel(config)
+    if kind == "wavlm":
+        return tiny_wavlm()
     if kind == "whisper":
         config = WhisperConfig(
             vocab_size=64,
@@ -72,6 +74,37 @@ def _tiny_model(kind: str) -> torch.nn.Module:
         )
         return WhisperModel(config)
     raise ValueError(f"unknown tiny kind {kind!r}; one of {TINY_KINDS}")
+
+
+def tiny_wavlm(**overrides: object) -> torch.nn.Module:
+    """A tiny WavLM (post-LN unless `overrides` say otherwise) whose position bias matters.
+
+    16 buckets up to 32 positions, so 50 positions reach the log-spaced buckets; embedding,
+    gates, gate constants and attention projections drawn large (transformers starts the
+    constants at 1 and the rest near 0), so attention moves the features and a head's bias,
+    gate or constant used for another head shows.
+    """
+    from transformers import WavLMConfig, WavLMModel
+
+    settings = {
+        "hidden_size": TINY_HIDDEN,
+        "intermediate_size": 64,
+        "num_hidden_layers": TINY_LAYERS,
+        "num_attention_heads": TINY_HEADS,
+        "num_buckets": 16,
+        "max_bucket_distance": 32,
+        **_WAVEFORM_STEM,
+    }
+    model = WavLMModel(WavLMConfig(**(settings | overrides)))
+    with torch.no_grad():
+        for layer in model.encoder.layers:
+            attention = layer.attention
+            attention.gru_rel_pos_const.uniform_(0.2, 3.0)
+            attention.gru_rel_pos_linear.weight.normal_(0.0, 0.5)
+            for proj in (attention.q_proj, attention.k_proj, attention.v_proj, attention.out_proj):
+                proj.weight.normal_(0.0, 0.15)
+        model.encoder.layers[0].attention.rel_attn_embed.weight.normal_(0.0, 1.0)
+    return model
 
 
 def make_tiny_upstream(kind: str, tmp_path: Path) -> Upstream:

@@ -232,7 +232,9 @@ class Heads:
     # --- physical removal ----------------------------------------------------------------
     @torch.no_grad()
     def prune(self, mask: torch.Tensor, fill: str = "mean") -> None:
-        """Physically remove heads with mask 0: slice q/k/v rows and out_proj columns.
+        """Physically remove heads with mask 0: slice q/k/v rows and out_proj columns (and
+        whatever else a module keeps per head, through its `keep_heads(local indices)`: WavLM's
+        gate constants and position-bias rows).
 
         The removed heads' fill contribution (W_O[:, head] @ fill) is folded into the out_proj
         bias, so the pruned model computes exactly what `masked(mask, fill)` computes. A layer
@@ -266,6 +268,8 @@ class Heads:
                 new_out.weight.zero_()
             new_out.bias += folded.to(new_out.bias.dtype)
             block.module.out_proj = new_out
+            if hasattr(block.module, "keep_heads"):  # per-head state beyond the projections
+                block.module.keep_heads(keep_local or [0])
             block.module.num_heads = max(len(keep_local), 1)
             if hasattr(block.module, "embed_dim_inner"):
                 block.module.embed_dim_inner = block.module.num_heads * d

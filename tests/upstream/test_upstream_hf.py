@@ -1,4 +1,7 @@
-"""transformers checkpoints: save/load round trips, input normalisation, and refused specs."""
+"""transformers checkpoints: save/load round trips, input normalisation, and refused specs.
+
+WavLM's equivalence with transformers and its heads are in test_wavlm.py.
+"""
 
 from __future__ import annotations
 
@@ -78,14 +81,15 @@ def test_normalisation_follows_checkpoint(tmp_path: Path):
         )
 
 
-def test_wavlm_is_refused_clearly(tmp_path: Path):
-    from transformers import WavLMConfig
+def test_wavlm_loads_with_per_head_attention(tmp_path: Path):
+    """Once refused (its fused attention hid the heads); now every layer runs hib's module."""
+    from hib.upstream.hf import WavLMUpstream
+    from hib.upstream.wavlm import WavLMHeadAttention
 
-    WavLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4).save_pretrained(
-        tmp_path
-    )
-    with pytest.raises(UpstreamError, match="WavLM is not supported yet: .* one fused call"):
-        load_upstream(str(tmp_path))
+    upstream = make_tiny_upstream("wavlm", tmp_path)
+    assert isinstance(upstream, WavLMUpstream)
+    assert [type(b.module) for b in upstream.attention_blocks()] == [WavLMHeadAttention] * 2
+    assert "wavlm" in list_upstreams()[1]
 
 
 def test_unsupported_model_type(tmp_path: Path):

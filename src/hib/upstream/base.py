@@ -24,7 +24,9 @@ class AttentionBlock:
     heads stacked along the output rows of q/k/v and the input columns of out_proj) and a
     `num_heads` attribute. The per-head context is the input of `out_proj`, reshaped to
     (B, T, num_heads, head_dim), whichever attention kernel computed it. Attention weights come
-    back from the upstream's forward with `output_attentions=True`.
+    back from the upstream's forward with `output_attentions=True`. A module with more per-head
+    state than its projections (WavLM's gated position bias) has `keep_heads(local indices)`,
+    which physical pruning calls after slicing the projections.
     """
 
     layer: int
@@ -179,8 +181,9 @@ def _config(module: nn.Module) -> object | None:
 def _recorded_attentions(modules: list[nn.Module]) -> Iterator[list[torch.Tensor]]:
     """Collect each module's attention weights (its 2nd output) for the length of one forward.
 
-    Eager attention modules of Whisper, wav2vec2 and HuBERT all return (output, weights). Hooks
-    live only inside the block, so nothing is kept on modules that a pruner may rebuild.
+    Eager attention modules of Whisper, wav2vec2, HuBERT and hib's WavLM all return (output,
+    weights, ...). Hooks live only inside the block, so nothing is kept on modules that a
+    pruner may rebuild.
     """
     weights: list[torch.Tensor] = []
     handles = [

@@ -1,9 +1,12 @@
-"""transformers checkpoints (local folder or hub id) as `Upstream`s: wav2vec2, HuBERT, Whisper.
+"""transformers checkpoints (local folder or hub id) as `Upstream`s: wav2vec2, HuBERT, WavLM,
+Whisper.
 
 Models are loaded with eager attention (the kernel that returns attention weights; forwards
 that need none switch to SDPA, see `Upstream.attention_kernel`) and with every stochastic part
 off (dropout, LayerDrop, SpecAugment masking), so a frozen upstream gives the same features in
-train() and eval() mode.
+train() and eval() mode. WavLM's attention, one fused call in transformers, is replaced on
+loading by hib's per-head module (hib.upstream.wavlm), so its heads are hooked, masked and
+removed like the others.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 
 from hib.errors import UpstreamError
 from hib.upstream.base import AttentionBlock, Upstream
+from hib.upstream.wavlm import per_head_attention
 from hib.upstream.whisper import TINY_EN, WhisperEncoderUpstream
 
 WAVEFORM_MODELS = ("wav2vec2", "hubert")
 """model_type values whose encoder layers hold a per-head `attention` module."""
-SUPPORTED = (*WAVEFORM_MODELS, "whisper")
+SUPPORTED = (*WAVEFORM_MODELS, "wavlm", "whisper")
 
 _STOCHASTIC = (
     "dropout",
@@ -35,10 +39,6 @@ _STOCHASTIC = (
 )
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 """owner/name: anything else that is not a local folder is a typo, not worth a network round."""
-_WAVLM = (
-    "WavLM is not supported yet: its attention runs in one fused call "
-    "(F.multi_head_attention_forward), so the per-head context before out_proj cannot be seen"
-)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -98,7 +98,7 @@ def _wants_normalize(spec: str, config: PretrainedConfig) -> bool:
 
 
 class HFUpstream(Upstream):
-    """A wav2vec2 / HuBERT model: raw waveform -> CNN stem -> transformer encoder.
+    """A wav2vec2 / HuBERT / WavLM model: raw waveform -> CNN stem -> transformer encoder.
 
     hidden_states are the model's own (n_layers + 1, after its final layer norm where it has one).
     """
@@ -146,18 +146,32 @@ class HFUpstream(Upstream):
         ]
 
 
+class WavLMUpstream(HFUpstream):
+    """A WavLM model, as wav2vec2 (same stem and encoder layout), with per-head attention.
+
+    Each layer computes WavLM's relative position bias from layer 0's embedding itself (the
+    model's own forward hands it on from layer 0), so a forward can start at any layer.
+    """
+
+    def __init__(self, model: PreTrainedModel, name: str, normalize: bool):
+        per_head_attention(model)
+        super().__init__(model, name, normalize)
+
+    def run_layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.encoder.layers[index](hidden, attention_mask=None)[0]
+
+
 def load_hf_upstream(spec: str, name: str | None = None) -> Upstream:
     """Any supported transformers checkpoint; Whisper ones share `WhisperEncoderUpstream`."""
     config = load_config(spec)
     name = name or spec
-    if config.model_type == "wavlm":
-        raise UpstreamError(f"upstream {spec!r}: {_WAVLM}")
     if config.model_type == "whisper":
         encoder = _pretrained(WhisperModel, spec, config).get_encoder()
         return WhisperEncoderUpstream(encoder, name)
-    if config.model_type in WAVEFORM_MODELS:
+    if config.model_type in (*WAVEFORM_MODELS, "wavlm"):
         model = _pretrained(AutoModel, spec, config)
-        return HFUpstream(model, name, normalize=_wants_normalize(spec, config))
+        upstream_cls = WavLMUpstream if config.model_type == "wavlm" else HFUpstream
+        return upstream_cls(model, name, normalize=_wants_normalize(spec, config))
     raise UpstreamError(
         f"upstream {spec!r}: model type {config.model_type!r} is not supported "
         f"(supported: {', '.join(SUPPORTED)})"
