@@ -33,6 +33,7 @@ class ToyAttention(nn.Module):
 
 class ToyUpstream(Upstream):
     name = "toy"
+    residual_attention = False  # a layer's output is its attention output alone
 
     def __init__(
         self, dim: int = 8, num_heads: int = 2, informative_head: int = 0, frames: int = 4
