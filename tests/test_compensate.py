@@ -1,15 +1,23 @@
 """Compensation after pruning (hib.compensate): the solve, what it repairs, and where it lands."""
 
+import json
 from contextlib import ExitStack
 
 import pytest
 import torch
 
+from hib.checkpoint import load_run
+from hib.cli import main
+from hib.compare import compare, format_table
 from hib.compensate import Calibration, compensate
 from hib.downstream import UtteranceClassifier
+from hib.errors import HibError
 from hib.evaluate import pruned_model
+from hib.pipeline import Run
 from hib.tasks.base import Batch
 from tests.conftest import make_tiny_upstream
+from tests.test_pipeline import run_dir as run_dir  # noqa: F401  (module fixture)
+from tests.test_train import setup as setup  # noqa: F401  (module fixture)
 from tests.toy import ToyUpstream
 
 KINDS = ("lsq", "proj")
@@ -192,3 +200,85 @@ def test_pruned_copy_equals_the_compensated_mask_on_whisper_tiny_en(whisper_cach
     mask[0, 1] = mask[1, 0] = mask[1, 5] = mask[3, 2] = False
     found = compensate(model, mask, _calibration(model, waves), "proj")
     assert _max_diff_of_prune_and_mask(model, found, waves[:2]) < 1e-5
+
+
+# --- in a run: curves, comparison, export, bad input ------------------------------------------
+def test_curve_compensated_is_a_curve_of_its_own(run_dir, monkeypatch):  # noqa: F811
+    import hib.pipeline
+
+    run = Run(run_dir, progress=False)
+    run.compensate_clips = 16
+    run.score("random", clips=16)
+    ratios = [0.0, 0.5, 1.0]
+    plain = run.prune("random", ratios)
+    solves = []
+    real = hib.pipeline.solve_compensation
+    monkeypatch.setattr(
+        hib.pipeline, "solve_compensation", lambda *a, **k: solves.append(1) or real(*a, **k)
+    )
+    record = run.prune("random", ratios, compensate="lsq")
+    assert record["curve"] == plain["curve"]  # never mixed with the compensated one
+    curve = record["curve_compensated"]
+    assert [p["ratio"] for p in curve] == ratios
+    assert [p["pruned"] for p in curve] == [p["pruned"] for p in plain["curve"]]
+    assert curve[0]["accuracy"] == plain["curve"][0]["accuracy"]  # ratio 0: the model itself
+    assert record["compensate"]["kind"] == "lsq" and record["compensate"]["clips"] == 16
+    stored = json.loads((run_dir / "results.json").read_text())["methods"]["random"]
+    assert stored["curve_compensated"] == curve and stored["curve"] == plain["curve"]
+    n_solved = len(solves)
+    assert 0 < n_solved <= 3 * len(ratios)  # random's 3 seeds, masks met again are memoised
+    run.prune("random", ratios, compensate="lsq")
+    assert len(solves) == n_solved  # every mask's compensation and metric memoised
+
+
+def test_compare_gets_a_compensated_column(run_dir):  # noqa: F811
+    run = Run(run_dir, progress=False)
+    run.compensate_clips = 16
+    table = compare(run, ["random"], seeds=2, clips=8, ratios=[0, 0.5, 1], compensate="proj")
+    for name, row in table.items():
+        assert len(row["curves_per_seed_compensated"]) == 2, name
+        assert 0 <= row["auc_compensated"] <= 1
+        assert row["curve_compensated"][0]["accuracy"] == row["curve"][0]["accuracy"]
+        assert "accuracy@40_compensated" in row
+    stored = json.loads((run_dir / "results.json").read_text())["comparison"]
+    assert stored["compensate"]["kind"] == "proj"
+    assert "AUC comp." in format_table(table, run.metric)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_export_folds_the_compensation_in(run_dir, tmp_path, kind):  # noqa: F811
+    run = Run(run_dir, progress=False)
+    run.compensate_clips = 16
+    run.score("random", clips=16)
+    out = run.export("random", 0.5, tmp_path / "pruned", compensate=kind)
+    _, exported = load_run(out)
+    assert len(exported.heads()) == 4
+    test = run.split("test")
+    waves = torch.stack([test[i][0] for i in range(4)])
+    mask = run.mask_for("random", 0.5)
+    found = run.compensation(mask, kind)
+    heads = run.model.heads()
+    with torch.no_grad(), heads.masked(mask), found.applied(heads):
+        expected = run.model(waves)
+    with torch.no_grad():
+        assert (exported(waves) - expected).abs().max().item() < 1e-5
+    spec = json.loads((out / "pruning.json").read_text())
+    assert spec["compensate"]["kind"] == kind and spec["compensate"]["clips"] == 16
+
+
+def test_bad_compensation_input_is_a_one_line_error(run_dir, capsys):  # noqa: F811
+    Run(run_dir, progress=False).score("random", clips=16)
+    capsys.readouterr()
+    for extra in (["--compensate", "nope"], ["--compensate", "lsq", "--compensate-clips", "0"]):
+        code = main(["prune", str(run_dir), "--method", "random", "--ratios", "0.5", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error:") and err.count("\n") == 1, err
+    assert main(["export", str(run_dir), "--ratio", "0.5", "--out", "x", "--compensate", "x"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+    run = Run(run_dir, progress=False)
+    with pytest.raises(HibError, match="unknown compensation 'nope'"):
+        run.prune("random", [0.5], compensate="nope")
+    model = run.model
+    mask = torch.ones(model.heads().shape, dtype=torch.bool)
+    with pytest.raises(HibError, match="unknown compensation"):
+        compensate(model, mask, None, "ridge")
