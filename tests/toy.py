@@ -34,6 +34,7 @@ class ToyAttention(nn.Module):
 
 class ToyUpstream(Upstream):
     name = "toy"
+    residual_attention = False  # a layer's output is its attention output alone
 
     def __init__(
         self,

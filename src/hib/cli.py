@@ -137,17 +137,20 @@ def _cmd_prune(args: argparse.Namespace) -> None:
         return
     if args.combine:
         raise HibError("--combine is for pruning several tasks at once (--tasks)")
-    run = Run(args.run_dir)
+    run = _compensating(Run(args.run_dir), args)
     if args.fill:
         run.config.heads.fill = args.fill
     refit = parse_ratios(args.refit_ratios) if args.refit else None
     ratios = parse_ratios("0:1:0.05" if args.ratios is None else args.ratios)
-    record = run.prune(args.method, ratios, args.min_heads_per_layer, args.iterative, refit)
+    record = run.prune(
+        args.method, ratios, args.min_heads_per_layer, args.iterative, refit, args.compensate
+    )
     name = run.metric.name
-    for label, key in (("pruned", "curve"), ("refit ", "curve_refit")):
+    curves = (("pruned", "curve"), ("refit", "curve_refit"), (args.compensate, "curve_compensated"))
+    for label, key in curves:
         for point in record.get(key, []):
             print(
-                f"  {label} {point['ratio']:.2f} ({point['pruned']:3d} heads): "
+                f"  {label:<6s} {point['ratio']:.2f} ({point['pruned']:3d} heads): "
                 f"{name} {point[name]:.4f}"
             )
 
@@ -162,6 +165,7 @@ def _cmd_joint_prune(args: argparse.Namespace) -> None:
         "--iterative": args.iterative,
         "--refit": args.refit,
         "--min-heads-per-layer": args.min_heads_per_layer,
+        "--compensate": args.compensate,
     }
     for flag, given in single.items():
         if given:
@@ -191,21 +195,55 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     from hib.pipeline import Run
 
     methods = None if args.methods == "all" else args.methods.split(",")
-    run = Run(args.run_dir)
-    table = compare(run, methods, seeds=args.seeds, clips=args.clips)
+    run = _compensating(Run(args.run_dir), args)
+    table = compare(run, methods, seeds=args.seeds, clips=args.clips, compensate=args.compensate)
     print(format_table(table, run.metric))
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from hib.pipeline import Run
 
-    out = Run(args.run_dir).export(
+    out = _compensating(Run(args.run_dir), args).export(
         args.method,
         args.ratio,
         Path(args.out),
         refit=args.refit,
+        compensate=args.compensate,
     )
     print(f"pruned model: {out}  (hib eval {out} --data DIR)")
+
+
+def _compensating(run, args: argparse.Namespace):
+    """The run with the calibration clip count of --compensate-clips."""
+    run.compensate_clips = args.compensate_clips
+    return run
+
+
+def _clips(text: str) -> int:
+    """--compensate-clips: a positive count, checked before any run is loaded."""
+    from hib.compensate import check_clips
+
+    try:
+        return check_clips(int(text))
+    except (ValueError, HibError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive number of clips") from exc
+
+
+def _add_compensate(parser: argparse.ArgumentParser, what: str) -> None:
+    from hib.compensate import DEFAULT_CLIPS, KINDS
+
+    parser.add_argument(
+        "--compensate",
+        choices=KINDS,
+        help=f"also {what} after a least-squares repair of each pruned layer: lsq, per-head "
+        "scales (Kwon et al. 2022); proj, the kept heads' out_proj columns (docs/method.md)",
+    )
+    parser.add_argument(
+        "--compensate-clips",
+        type=_clips,
+        default=DEFAULT_CLIPS,
+        help=f"training clips the repair is fitted on (default {DEFAULT_CLIPS})",
+    )
 
 
 def _cmd_bench_prune(args: argparse.Namespace) -> None:
@@ -335,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--iterative", action="store_true", help="re-score after each step")
     prune.add_argument("--refit", action="store_true", help="also re-fit the task head")
     prune.add_argument("--refit-ratios", default="0.2,0.4,0.6")
+    _add_compensate(prune, "measure each mask (a separate curve_compensated)")
     prune.set_defaults(func=_cmd_prune)
 
     comp = sub.add_parser("compare", help="every method, same heads, data and protocol")
@@ -344,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "--clips", type=int, help="training clips per scoring (default: ks 500, asr 200)"
     )
+    _add_compensate(comp, "sweep every method's masks (an AUC column of its own)")
     comp.set_defaults(func=_cmd_compare)
 
     export = sub.add_parser("export", help="write a physically pruned model")
@@ -351,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--method", default="hib")
     export.add_argument("--ratio", type=float, required=True)
     export.add_argument("--refit", action="store_true", help="re-fit the task head first")
+    _add_compensate(export, "write the pruned model")
     export.add_argument("--out", required=True)
     export.set_defaults(func=_cmd_export)
 

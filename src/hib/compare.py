@@ -10,7 +10,10 @@ metric (accuracy, WER ...) with its direction:
 - spearman_ablation: Spearman correlation of the (seed-mean) scores with the single-head
   `ablation` scores, the reference for faithfulness;
 - stability: mean pairwise Spearman correlation of the scores across seeds;
-- seconds: mean wall time of one scoring.
+- seconds: mean wall time of one scoring;
+- with `compensate` (hib.compensate's kind): the same sweep after compensating every mask,
+  in its own keys (curve_compensated, auc_compensated, auc_compensated_std,
+  "accuracy@40_compensated" ...), so every criterion gets the same repair.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from hib.compensate import check_kind
 from hib.downstream import ACCURACY
 from hib.methods import METHODS
 from hib.pipeline import Run, mean_curve
@@ -59,10 +63,14 @@ def compare(
     clips: int | None = None,
     ratios: list[float] = SWEEP,
     min_steps: int | None = None,
+    compensate: str | None = None,
 ) -> dict:
     """Run the comparison into results.json["comparison"]; returns the per-method table.
     `clips`: training clips per scoring (None: the task's default); `min_steps`: the fitted
-    methods' step floor (HeadMethod.passes; None: theirs), the same for every method."""
+    methods' step floor (HeadMethod.passes; None: theirs), the same for every method;
+    `compensate`: also sweep every method's masks compensated (run.compensate_clips clips)."""
+    if compensate is not None:
+        check_kind(compensate)
     clips = run.task.compare_clips if clips is None else clips
     metric = run.metric
     names = methods or sorted(METHODS)
@@ -74,23 +82,16 @@ def compare(
         options = _hib_beta(run, clips) if name == "hib" else {}
         if min_steps is not None:
             options["min_steps"] = min_steps
-        scores, curves, seconds = [], [], []
+        scores, curves, compensated, seconds = [], [], [], []
         for s in range(seeds):
             start = time.perf_counter()
             scores.append(
                 run.compute_scores(name, seed=run.config.seed + s, clips=clips, **options)
             )
             seconds.append(time.perf_counter() - start)
-            curves.append(
-                sweep(
-                    run.model,
-                    run.split("test"),
-                    scores[-1],
-                    ratios,
-                    run.fill,
-                    evaluate_masked=run.test_metric,
-                )
-            )
+            curves.append(_sweep(run, scores[-1], ratios, None))
+            if compensate is not None:
+                compensated.append(_sweep(run, scores[-1], ratios, compensate))
             if run.progress:
                 print(f"{name} seed {s}: area {curve_area(curves[-1]):.4f} ({seconds[-1]:.1f} s)")
         areas = [curve_area(c) for c in curves]
@@ -109,6 +110,8 @@ def compare(
             "clips": clips,
             **options,
         }
+        if compensate is not None:
+            table[name].update(_compensated_columns(compensated, metric))
     reference = torch.stack(all_scores["ablation"]).mean(0)
     for row in table.values():
         row["spearman_ablation"] = _spearman(torch.tensor(row["scores"]), reference)
@@ -118,9 +121,37 @@ def compare(
         "ratios": ratios,
         "auc_max_ratio": 0.9,
         "metric": metric.to_dict(),
+        "compensate": None if compensate is None else run.compensation_record(compensate),
     }
     update_results(run.dir, {"comparison": {**summary, "methods": table}})
     return table
+
+
+def _sweep(run: Run, scores: torch.Tensor, ratios: list[float], compensate: str | None):
+    """One seed's curve on the test split (each mask compensated with `compensate`)."""
+    return sweep(
+        run.model,
+        run.split("test"),
+        scores,
+        ratios,
+        run.fill,
+        evaluate_masked=lambda mask: run.split_metric("test", mask, compensate),
+    )
+
+
+def _compensated_columns(curves: list[list[dict]], metric: Metric) -> dict[str, Any]:
+    areas = [curve_area(c) for c in curves]
+    curve = mean_curve(curves)
+    return {
+        "curve_compensated": curve,
+        "curves_per_seed_compensated": curves,
+        "auc_compensated": float(np.mean(areas)),
+        "auc_compensated_std": float(np.std(areas)),
+        **{
+            f"{metric.name}@{int(r * 100)}_compensated": metric_at(curve, r)
+            for r in (0.2, 0.4, 0.6)
+        },
+    }
 
 
 def format_table(table: dict[str, dict[str, Any]], metric: Metric = ACCURACY) -> str:
@@ -128,13 +159,18 @@ def format_table(table: dict[str, dict[str, Any]], metric: Metric = ACCURACY) ->
     text, best method first."""
     short = metric.name[:3]
     at = " ".join(f"{f'{short}@{p}':>7}" for p in (20, 40, 60))
-    lines = [f"{'method':<12} {'AUC':>13} {at} {'rho_abl':>7} {'stab':>6} {'seconds':>8}"]
+    compensated = any("auc_compensated" in r for r in table.values())
+    extra = f" {'AUC comp.':>9} {f'{short}@40 c.':>9}" if compensated else ""
+    lines = [f"{'method':<12} {'AUC':>13} {at}{extra} {'rho_abl':>7} {'stab':>6} {'seconds':>8}"]
 
     def fmt(value: float | None, width: int, digits: int) -> str:
         return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}"
 
     for name, r in sorted(table.items(), key=lambda kv: -metric.goodness(kv[1]["auc"])):
         accs = " ".join(fmt(r[f"{metric.name}@{p}"], 7, 4) for p in (20, 40, 60))
+        if compensated:
+            at40 = r.get(f"{metric.name}@40_compensated")
+            accs += f" {fmt(r.get('auc_compensated'), 9, 4)} {fmt(at40, 9, 4)}"
         lines.append(
             f"{name:<12} {r['auc']:.4f}±{r['auc_std']:.4f} {accs} "
             f"{fmt(r['spearman_ablation'], 7, 2)} {fmt(r['stability'], 6, 2)} "

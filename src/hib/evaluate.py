@@ -2,14 +2,16 @@
 
 A masked evaluation runs the *physically* pruned model (heads.Heads.prune: the same outputs as
 the mean-fill mask within float rounding, and fewer operations), and with a `LayerCache` it
-starts from the deepest unmasked layer input the mask cannot change.
+starts from the deepest unmasked layer input the mask cannot change. A `Compensation`
+(hib.compensate) is folded into that pruned copy; it leaves the layers before the mask's first
+change as they are, so the cache serves it too.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,6 +23,7 @@ from hib.precision import autocast
 from hib.tasks.base import Batch, EvalResult, TaskModel
 
 if TYPE_CHECKING:
+    from hib.compensate import Compensation
     from hib.config import Config
 
 
@@ -41,14 +44,33 @@ def first_changed_layer(model: TaskModel, mask: torch.Tensor | None) -> int:
     return heads.n_layers
 
 
-def pruned_model(model: TaskModel, mask: torch.Tensor | None, fill: str = "mean") -> TaskModel:
+def pruned_model(
+    model: TaskModel,
+    mask: torch.Tensor | None,
+    fill: str = "mean",
+    compensation: Compensation | None = None,
+) -> TaskModel:
     """`model` itself when the mask removes nothing, else a copy whose upstream is physically
-    pruned (the task head is shared; only the upstream is copied)."""
+    pruned, with `compensation` (solved for this mask) folded in (the task head is shared; only
+    the upstream is copied)."""
+    mask = _mask_of(mask, compensation)
     if first_changed_layer(model, mask) == model.heads().n_layers:
         return model
     pruned = model.replaced(upstream=copy.deepcopy(model.upstream))
-    pruned.heads().prune(mask, fill)
+    if compensation is None:
+        pruned.heads().prune(mask, fill)
+    else:
+        compensation.prune(pruned.heads())
     return pruned
+
+
+def _mask_of(mask: torch.Tensor | None, compensation: Compensation | None) -> torch.Tensor | None:
+    """The mask to apply: `mask`, which a compensation must have been solved for."""
+    if compensation is None:
+        return mask
+    if mask is not None and not torch.equal(mask.to(torch.bool), compensation.mask):
+        raise ValueError("the compensation was solved for another mask")
+    return compensation.mask
 
 
 @torch.no_grad()
@@ -61,6 +83,7 @@ def predict(
     mask: torch.Tensor | None = None,
     fill: str = "mean",
     cache: LayerCache | None = None,
+    compensation: Compensation | None = None,
 ) -> tuple[list[Any], list[Batch]]:
     """(per-batch predictions, the batches' targets) over the whole dataset, in order, at a
     resolved precision.
@@ -68,15 +91,20 @@ def predict(
     `mask` (L, H) keep-mask: removed heads pass `fill`. Under another head hook (inside
     `Heads.gated` etc.) the mask is a hook too and nothing is cached: the features are not the
     unmasked ones then. The same for heads outside the upstream (decoder scope), which the
-    physically pruned upstream copy does not reach.
+    physically pruned upstream copy does not reach. `compensation` (hib.compensate, solved for
+    `mask`, or alone) is applied on top of the mask.
     """
     model.eval()
+    mask = _mask_of(mask, compensation)
     if has_context_hooks(model.upstream) or model.head_source() is not model.upstream:
         # under other hooks, or heads beyond the upstream (decoder): masks as hooks, no cache
-        masking = model.heads().masked(mask, fill) if mask is not None else nullcontext()
-        with masking:
+        with ExitStack() as hooks:
+            if mask is not None:
+                hooks.enter_context(model.heads().masked(mask, fill))
+            if compensation is not None:
+                hooks.enter_context(compensation.applied(model.heads()))
             return _predict(model, _layer0_batches(model, dataset, batch_size), progress, precision)
-    runner = pruned_model(model, mask, fill)
+    runner = pruned_model(model, mask, fill, compensation)
     entry = None
     if cache is not None:
         entry = cache.get(model, dataset, precision, batch_size)

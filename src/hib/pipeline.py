@@ -3,6 +3,7 @@
 run = Run("runs/demo/ks")
 run.score("hib")                        # (L, H) scores -> results.json, scores/hib.safetensors
 run.prune("hib", ratios=[0.2, 0.4])     # the task's metric (accuracy, WER) on the test split
+run.prune("hib", [0.4], compensate="lsq")  # ... and after a least-squares repair (hib.compensate)
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 
 from hib.bench import bench_pruning
 from hib.checkpoint import load_run, save_pruned
+from hib.compensate import DEFAULT_CLIPS, Calibration, Compensation, check_clips, check_kind
+from hib.compensate import compensate as solve_compensation
 from hib.errors import HibError
 from hib.evaluate import EvalResult, eval_batch_size, evaluate
 from hib.io import read_tensors
@@ -41,6 +44,7 @@ from hib.rundir import save_run_tensors, verified
 from hib.tasks.base import Metric, Splits, Task, TaskModel, make_task
 
 VALIDATION_RATIOS = parse_ratios("0:0.9:0.1")
+CALIBRATION_EPOCH = 20_000  # the training draw compensation calibrates on (refit: 10_000)
 RANDOM_SEEDS = 3  # = `hib compare`'s default seeds, so both meet the same random masks
 
 
@@ -54,7 +58,10 @@ class Run:
         self.task: Task = make_task(self.config)
         self.progress = progress
         self._splits: Splits | None = None
-        self._metric: dict[tuple[str, str, str, bytes], float] = {}
+        self._metric: dict[tuple, float] = {}
+        self.compensate_clips = DEFAULT_CLIPS  # calibration clips of a compensation
+        self._calibrations: dict[int, Calibration] = {}
+        self._compensations: dict[tuple[str, int, bytes], Compensation] = {}
         budget = int(self.config.eval.cache_gb * 2**30)
         self.layer_cache = LayerCache(budget, disk_dir=self.dir / "cache")
 
@@ -81,9 +88,11 @@ class Run:
         mask: torch.Tensor | None = None,
         model: TaskModel | None = None,
         progress: bool = False,
+        compensation: Compensation | None = None,
     ) -> EvalResult:
-        """The task's metric on `dataset`, with `mask` applied (the run's fill), at the run's
-        precision, from the run's cache of unmasked layer inputs."""
+        """The task's metric on `dataset`, with `mask` applied (the run's fill; compensated
+        with `compensation`), at the run's precision, from the run's cache of unmasked layer
+        inputs."""
         model = self.model if model is None else model
         return evaluate(
             model,
@@ -94,6 +103,7 @@ class Run:
             mask=mask,
             fill=self.fill,
             cache=self.layer_cache,
+            compensation=compensation,
         )
 
     @cached_property
@@ -176,14 +186,54 @@ class Run:
             raise HibError(f"{path}: {found}, but the upstream has {shape} heads; re-score it")
         return scores
 
+    # --- compensation ----------------------------------------------------------------------
+    def calibration(self) -> Calibration:
+        """The unpruned model on `compensate_clips` training clips (one seeded draw, as the
+        task trains), computed once per clip count."""
+        clips = check_clips(self.compensate_clips)
+        if clips not in self._calibrations:
+            batches = self.task.train_batches(
+                self.split("train"), self.model, epoch=CALIBRATION_EPOCH, clips=clips
+            )
+            self._calibrations[clips] = Calibration(self.model, batches, clips)
+        return self._calibrations[clips]
+
+    def compensation(self, mask: torch.Tensor, kind: str) -> Compensation:
+        """`mask`'s `kind` compensation (hib.compensate) on the run's calibration clips;
+        memoised per mask, kind and clip count."""
+        check_kind(kind)
+        key = (kind, self.compensate_clips, mask.to(torch.bool).numpy().tobytes())
+        if key not in self._compensations:
+            self._compensations[key] = solve_compensation(
+                self.model, mask, self.calibration(), kind
+            )
+        return self._compensations[key]
+
+    def compensation_record(self, kind: str) -> dict[str, Any]:
+        """What results.json says of a sweep's compensations: kind, clips, mean seconds."""
+        solved = [
+            c for k, c in self._compensations.items() if k[:2] == (kind, self.compensate_clips)
+        ]
+        changed = [c.seconds for c in solved if c.first_layer < len(c.error)]
+        return {
+            "kind": kind,
+            "clips": self.compensate_clips,
+            "target": solved[0].target if solved else None,
+            "seconds": float(np.mean(changed)) if changed else 0.0,
+        }
+
     # --- pruning -------------------------------------------------------------------------
-    def split_metric(self, split: str, mask: torch.Tensor) -> float:
-        """The metric on a split with `mask` applied; memoised, since sweeps of many methods
-        and seeds keep meeting the same masks (no pruning, everything pruned, shared low-ranked
-        heads), so no mask is evaluated twice in a run."""
-        key = (split, self.fill, self.precision, mask.to(torch.bool).numpy().tobytes())
+    def split_metric(self, split: str, mask: torch.Tensor, compensate: str | None = None) -> float:
+        """The metric on a split with `mask` applied (and its `compensate` compensation);
+        memoised, since sweeps of many methods and seeds keep meeting the same masks (no
+        pruning, everything pruned, shared low-ranked heads), so no mask is evaluated twice in
+        a run."""
+        spec = None if compensate is None else (check_kind(compensate), self.compensate_clips)
+        key = (split, self.fill, self.precision, mask.to(torch.bool).numpy().tobytes(), spec)
         if key not in self._metric:
-            self._metric[key] = self.evaluate(self.split(split), mask).value
+            compensation = None if compensate is None else self.compensation(mask, compensate)
+            result = self.evaluate(self.split(split), mask, compensation=compensation)
+            self._metric[key] = result.value
         return self._metric[key]
 
     def test_metric(self, mask: torch.Tensor) -> float:
@@ -204,8 +254,13 @@ class Run:
         min_per_layer: int = 0,
         iterative: bool = False,
         refit_ratios: list[float] | None = None,
+        compensate: str | None = None,
     ) -> dict:
-        """The metric on the test split at each ratio (and after re-fitting the task head)."""
+        """The metric on the test split at each ratio (and after re-fitting the task head; and
+        with `compensate`, hib.compensate's kind, after compensating each mask: its own curve,
+        never mixed with the plain one)."""
+        if compensate is not None:
+            check_kind(compensate)
         rescore = None
         if iterative:
             if name == "random":
@@ -213,7 +268,11 @@ class Run:
             beta = read_results(self.dir).get("methods", {}).get(name, {}).get("beta")
             extra = {"beta": beta} if name == "hib" and beta is not None else {}
             rescore = lambda mask: self.compute_scores(name, **extra)  # noqa: E731
-        curves = self._sweeps(name, ratios, min_per_layer, self.test_metric, rescore)
+        metrics = {"curve": self.test_metric}
+        if compensate is not None:
+            metrics["curve_compensated"] = lambda mask: self.split_metric("test", mask, compensate)
+        swept = self._sweeps(name, ratios, min_per_layer, metrics, rescore)
+        curves = swept["curve"]
         record: dict[str, Any] = {
             "curve": mean_curve(curves),
             "fill": self.fill,
@@ -222,6 +281,9 @@ class Run:
         }
         if len(curves) > 1:
             record["curves_per_seed"] = curves
+        if compensate is not None:
+            record["curve_compensated"] = mean_curve(swept["curve_compensated"])
+            record["compensate"] = self.compensation_record(compensate)
         if refit_ratios:
             record["curve_refit"] = self.refit_curve(name, refit_ratios, min_per_layer)
         update_results(self.dir, {"methods": {name: record}})
@@ -232,19 +294,30 @@ class Run:
             refit = self._refit(mask)
             return self.evaluate(self.split("test"), mask, refit).value
 
-        return mean_curve(self._sweeps(name, ratios, min_per_layer, refit_metric))
+        return mean_curve(
+            self._sweeps(name, ratios, min_per_layer, {"refit": refit_metric})["refit"]
+        )
 
     def _sweeps(
         self,
         name: str,
         ratios: list[float],
         min_per_layer: int,
-        evaluate_masked: Callable[[torch.Tensor], float],
+        metrics: dict[str, Callable[[torch.Tensor], float]],
         rescore: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> list[list[dict]]:
-        """One curve per seed of `name`'s scores, each mask scored by `evaluate_masked`."""
-        return [
-            sweep(
+    ) -> dict[str, list[list[dict]]]:
+        """Per metric, one curve per seed of `name`'s scores: the masks of one sweep (one
+        rescoring when iterative), each scored by every metric."""
+        out: dict[str, list[list[dict]]] = {key: [] for key in metrics}
+        for scores in self._seed_scores(name):
+            values: dict[str, list[float]] = {key: [] for key in metrics}
+
+            def every(mask: torch.Tensor, values: dict[str, list[float]] = values) -> float:
+                for key, metric in metrics.items():
+                    values[key].append(metric(mask))
+                return next(iter(values.values()))[-1]
+
+            curve = sweep(
                 self.model,
                 self.split("test"),
                 scores,
@@ -252,15 +325,25 @@ class Run:
                 self.fill,
                 min_per_layer,
                 rescore,
-                evaluate_masked=evaluate_masked,
+                evaluate_masked=every,
             )
-            for scores in self._seed_scores(name)
-        ]
+            for key in metrics:
+                out[key].append(
+                    [{**p, self.metric.name: v} for p, v in zip(curve, values[key], strict=True)]
+                )
+        return out
 
-    def _refit(self, mask: torch.Tensor) -> TaskModel:
-        """The model with its task head re-trained on the `mask`-pruned features."""
+    def _refit(self, mask: torch.Tensor, compensation: Compensation | None = None) -> TaskModel:
+        """The model with its task head re-trained on the `mask`-pruned (and compensated)
+        features."""
         return refit_head(
-            self.task, self.model, mask, self.split("train"), self.fill, self.precision
+            self.task,
+            self.model,
+            mask,
+            self.split("train"),
+            self.fill,
+            self.precision,
+            compensation,
         )
 
     def mask_for(self, name: str, ratio: float, min_per_layer: int = 0) -> torch.Tensor:
@@ -274,24 +357,39 @@ class Run:
         """Evaluate `dataset` with `name`'s pruning at `ratio` (mean fill unless configured)."""
         return self.evaluate(dataset, self.mask_for(name, ratio)).to_dict()
 
-    def export(self, name: str, ratio: float, out: Path, refit: bool = False) -> Path:
-        """Write a physically pruned copy of the model (optionally with a re-fitted head)."""
+    def export(
+        self,
+        name: str,
+        ratio: float,
+        out: Path,
+        refit: bool = False,
+        compensate: str | None = None,
+    ) -> Path:
+        """Write a physically pruned copy of the model (optionally compensated, hib.compensate,
+        and with a task head re-fitted on those features)."""
+        if compensate is not None:
+            check_kind(compensate)
         if self.model.head_source() is not self.model.upstream:
             raise HibError(
                 f"export prunes upstream heads only; heads.scope={self.config.heads.scope} "
                 "reaches the decoder (score, prune and eval work there; export does not yet)"
             )
         mask = self.mask_for(name, ratio)
+        compensation = None if compensate is None else self.compensation(mask, compensate)
         model = self.model
         if refit:
-            model = self._refit(mask)
+            model = self._refit(mask, compensation)
         model = copy.deepcopy(model)
-        model.heads().prune(mask, self.fill)
+        if compensation is None:
+            model.heads().prune(mask, self.fill)
+        else:
+            compensation.prune(model.heads())
         spec = {
             "method": name,
             "ratio": ratio,
             "fill": self.fill,
             "refit": self.config.refit.__dict__ if refit else None,
+            "compensate": None if compensation is None else compensation.summary(),
             "source": str(self.dir),
         }
         save_pruned(Path(out), model, self.config, spec)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from hib.evaluate import evaluate, pruned_model
 from hib.layer_cache import LayerCache
 from hib.precision import autocast
 from hib.tasks.base import Task, TaskModel
+
+if TYPE_CHECKING:
+    from hib.compensate import Compensation
 
 MAX_RATIOS = 10_000  # points of one sweep; more is a typo in the step
 
@@ -140,8 +144,10 @@ def refit_head(
     train_set: Dataset,
     fill: str = "mean",
     precision: str = "float32",
+    compensation: Compensation | None = None,
 ) -> TaskModel:
-    """A copy of the model whose task head is re-trained on the pruned model's features.
+    """A copy of the model whose task head is re-trained on the pruned model's features (the
+    compensated pruned model's, with `compensation`).
 
     The upstream is frozen, so the pruned hidden states of `config.refit.clips` training
     batches (augmented as in training) are computed once (a forward without gradients, so at
@@ -155,7 +161,7 @@ def refit_head(
         )
     config = task.config
     refit = model.replaced(head=copy.deepcopy(model.head))
-    pruned = pruned_model(model, mask, fill)
+    pruned = pruned_model(model, mask, fill, compensation)
     batches = task.train_batches(train_set, model, epoch=10_000, clips=config.refit.clips)
     pooled = model.supports_features  # keep each clip's pooled features, not every state
     features = []

@@ -22,11 +22,17 @@ def _save(fig, path: Path) -> Path:
 
 
 def curves_figure(methods: dict, metric: Metric, unpruned: float | None, path: Path) -> Path:
-    """The metric vs pruned fraction, every method on one plot; re-fit curves dashed."""
+    """The metric vs pruned fraction, every method on one plot; re-fit curves dashed,
+    compensated ones dotted."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (name, record) in enumerate(sorted(methods.items())):
         color = f"C{i}"
-        for key, style, label in (("curve", "-o", name), ("curve_refit", "--s", f"{name} (refit)")):
+        styles = (
+            ("curve", "-o", name),
+            ("curve_refit", "--s", f"{name} (refit)"),
+            ("curve_compensated", ":^", f"{name} (compensated)"),
+        )
+        for key, style, label in styles:
             curve = record.get(key)
             if curve:
                 x = [p["ratio"] for p in curve]

@@ -85,6 +85,9 @@ class Upstream(nn.Module):
     sample_rate: int = 16000
     attn_implementation: str = "sdpa"
     """transformers' attention kernel for forwards without weights; "eager" is the original path."""
+    residual_attention: bool = True
+    """Each layer adds its attention block's output to the layer's input (true of every
+    transformers encoder here): the residual stream compensation reconstructs (hib.compensate)."""
 
     def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(B, N) waveforms -> (B, T, D), the input of layer 0."""
