@@ -116,11 +116,16 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
+    import inspect
+
+    from hib.methods import method_class
     from hib.pipeline import Run
 
     run = Run(args.run_dir)
     options = {"clips": run.task.score_clips if args.clips is None else args.clips}
-    if args.method == "hib":
+    if args.beta is not None:
+        if "beta" not in inspect.signature(method_class(args.method)).parameters:
+            raise HibError(f"--beta: method {args.method} has no beta")
         options["beta"] = args.beta
     scores = run.score(args.method, **options)
     print(f"{args.method} scores (layers x heads, higher = more important):")

@@ -32,7 +32,7 @@ from hib.methods import METHODS
 from hib.pipeline import Run, mean_curve
 from hib.prune import curve_area, parse_ratios, sweep
 from hib.report.html import metric_at
-from hib.results import read_results, update_results
+from hib.results import update_results
 from hib.tasks.base import Metric
 
 SWEEP = parse_ratios("0:1:0.05")
@@ -48,12 +48,14 @@ def _stability(scores: list[torch.Tensor]) -> float | None:
     return float(np.mean([_spearman(a, b) for a, b in pairs])) if pairs else None
 
 
-def _hib_beta(run: Run, clips: int) -> dict[str, Any]:
-    """HIB's beta: the one already chosen for this run, else chosen now on validation."""
-    beta = read_results(run.dir).get("methods", {}).get("hib", {}).get("beta")
-    if beta is None:
-        beta = run.select_beta(clips=clips)["beta"]
-    return {"beta": beta}
+def _tuned(run: Run, name: str, clips: int) -> dict[str, Any]:
+    """A method's tuned options (HIB's beta): the ones already chosen for this run, else
+    chosen now on validation."""
+    options = run.tuned_options(name)
+    if len(options) < len(METHODS[name].tuned):
+        chosen = run.select(name, clips=clips)
+        options = {k: chosen[k] for k in METHODS[name].tuned}
+    return options
 
 
 def compare(
@@ -79,7 +81,7 @@ def compare(
     table: dict[str, dict[str, Any]] = {}
     all_scores: dict[str, list[torch.Tensor]] = {}
     for name in names:
-        options = _hib_beta(run, clips) if name == "hib" else {}
+        options = _tuned(run, name, clips)
         if min_steps is not None:
             options["min_steps"] = min_steps
         scores, curves, compensated, seconds = [], [], [], []

@@ -208,7 +208,7 @@ def run_task_demo(task: str, out: Path, plan: TaskPlan) -> dict:
         if not (out / "scores" / f"{name}.safetensors").is_file():
             extra = {"ratios": parse_ratios(plan.validation_ratios)}
             if plan.betas is not None:
-                extra["betas"] = plan.betas
+                extra["candidates"] = {"beta": plan.betas}
             run.score(name, **options, **(extra if name == "hib" else {}))
         run.prune(name, parse_ratios(plan.sweep), refit_ratios=refit)
         timings[name] = time.perf_counter() - t

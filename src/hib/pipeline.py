@@ -9,8 +9,9 @@ run.prune("hib", [0.4], compensate="lsq")  # ... and after a least-squares repai
 from __future__ import annotations
 
 import copy
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,7 @@ from hib.errors import HibError
 from hib.evaluate import EvalResult, eval_batch_size, evaluate
 from hib.io import read_tensors
 from hib.layer_cache import LayerCache
-from hib.methods import get_method
-from hib.methods.hib import DEFAULT_BETAS
+from hib.methods import get_method, method_class
 from hib.precision import resolve_precision
 from hib.prune import (
     check_ratio,
@@ -116,26 +116,30 @@ class Run:
         common = {
             "seed": self.config.seed if seed is None else seed,
             "batch_size": self.model.fit_batch_size,
+            "progress": self.progress,
         }
-        if name == "hib":
-            options.setdefault("progress", self.progress)
         return get_method(name, **{**common, **options})  # options win (batch_size ...)
 
     def compute_scores(self, name: str, seed: int | None = None, **options: Any) -> torch.Tensor:
         method = self._method(name, seed, **options)
         return method.score(self.model, self.split("train"))
 
-    def select_beta(
+    def select(
         self,
-        betas: tuple[float, ...] = DEFAULT_BETAS,
+        name: str,
+        candidates: dict[str, Sequence] | None = None,
         ratios: list[float] = VALIDATION_RATIOS,
         **options: Any,
     ) -> dict:
-        """Fit HIB at each beta; keep the one with the best validation-curve area over
-        `ratios` (largest accuracy, smallest WER ...)."""
+        """Fit `name` at each combination of its tuned options' candidates (the method's
+        `tuned`, or `candidates`); keep the one with the best validation-curve area over
+        `ratios` (largest accuracy, smallest WER ...). Returns the chosen options, its scores
+        and every candidate's area."""
+        grid = {**method_class(name).tuned, **(candidates or {})}
         trials = []
-        for beta in betas:
-            scores = self.compute_scores("hib", beta=beta, **options)
+        for values in itertools.product(*grid.values()):
+            chosen = dict(zip(grid, values, strict=True))
+            scores = self.compute_scores(name, **chosen, **options)
             curve = sweep(
                 self.model,
                 self.split("validation"),
@@ -144,23 +148,32 @@ class Run:
                 self.fill,
                 evaluate_masked=lambda mask: self.split_metric("validation", mask),
             )
-            trials.append({"beta": beta, "area": curve_area(curve), "scores": scores})
+            label = ",".join(_option_text(v) for v in values)
+            area = curve_area(curve)
+            trials.append({"options": chosen, "label": label, "area": area, "scores": scores})
             if self.progress:
-                print(f"hib beta {beta:g}: validation area {trials[-1]['area']:.4f}")
+                what = ", ".join(f"{k} {_option_text(v)}" for k, v in chosen.items())
+                print(f"{name} {what}: validation area {area:.4f}")
         best = max(trials, key=lambda t: self.metric.goodness(t["area"]))
         return {
-            "beta": best["beta"],
+            **best["options"],
             "scores": best["scores"],
-            "validation_areas": {str(t["beta"]): t["area"] for t in trials},
+            "validation_areas": {t["label"]: t["area"] for t in trials},
         }
+
+    def tuned_options(self, name: str) -> dict[str, Any]:
+        """The tuned options this run already chose for `name` (results.json), if any."""
+        record = read_results(self.dir).get("methods", {}).get(name, {})
+        return {k: record[k] for k in method_class(name).tuned if record.get(k) is not None}
 
     def score(self, name: str, **options: Any) -> torch.Tensor:
         """Score heads with a method, store the scores and record them in results.json."""
         start = time.perf_counter()
         record: dict[str, Any] = {}
-        if name == "hib" and options.get("beta") is None:
-            options.pop("beta", None)
-            chosen = self.select_beta(**options)
+        untuned = [k for k in method_class(name).tuned if options.get(k) is None]
+        if untuned:  # chosen on validation; given values stay fixed
+            fixed = {k: v for k, v in options.items() if k not in untuned}
+            chosen = self.select(name, **fixed)
             scores = chosen.pop("scores")
             record.update(chosen)
         else:
@@ -240,12 +253,11 @@ class Run:
         return self.split_metric("test", mask)
 
     def _seed_scores(self, name: str) -> list[torch.Tensor]:
-        """Random is a distribution, so its curve is a mean over seeds; others score once."""
-        if name != "random":
+        """A stochastic method (random) is a distribution, so its curve is a mean over seeds;
+        others score once."""
+        if not method_class(name).stochastic:
             return [self.stored_scores(name)]
-        return [
-            self.compute_scores("random", seed=self.config.seed + s) for s in range(RANDOM_SEEDS)
-        ]
+        return [self.compute_scores(name, seed=self.config.seed + s) for s in range(RANDOM_SEEDS)]
 
     def prune(
         self,
@@ -263,10 +275,9 @@ class Run:
             check_kind(compensate)
         rescore = None
         if iterative:
-            if name == "random":
-                raise HibError("--iterative makes no sense for random scores")
-            beta = read_results(self.dir).get("methods", {}).get(name, {}).get("beta")
-            extra = {"beta": beta} if name == "hib" and beta is not None else {}
+            if method_class(name).stochastic:
+                raise HibError(f"--iterative makes no sense for {name} scores (a random draw)")
+            extra = self.tuned_options(name)
             rescore = lambda mask: self.compute_scores(name, **extra)  # noqa: E731
         metrics = {"curve": self.test_metric}
         if compensate is not None:
@@ -428,3 +439,7 @@ def mean_curve(curves: list[list[dict]]) -> list[dict]:
         value = float(np.mean([point_value(p) for p in points]))
         mean.append({"ratio": points[0]["ratio"], "pruned": points[0]["pruned"], name: value})
     return mean
+
+
+def _option_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -16,6 +16,6 @@ from hib.methods import random as _random  # noqa: E402,F401
 from hib.methods import shapley as _shapley  # noqa: E402,F401
 from hib.methods import taylor as _taylor  # noqa: E402,F401
 from hib.methods.base import HeadMethod
-from hib.methods.registry import METHODS, get_method, register
+from hib.methods.registry import METHODS, get_method, method_class, register
 
-__all__ = ["METHODS", "HeadMethod", "get_method", "register"]
+__all__ = ["METHODS", "HeadMethod", "get_method", "method_class", "register"]

@@ -25,14 +25,26 @@ class HeadMethod:
 
     name: ClassVar[str]
     data_driven: ClassVar[bool] = True  # False: the score ignores the data (random, magnitude)
+    stochastic: ClassVar[bool] = False
+    """True when the scores are one draw of a distribution (random): a curve is then the mean
+    over seeds, and re-scoring a pruned model (iterative pruning) means nothing."""
+    tuned: ClassVar[dict[str, tuple]] = {}
+    """Options chosen on the validation split when the caller leaves them out, with their
+    candidates (HIB's beta): `Run.score` fits each and keeps the best validation curve."""
 
     def __init__(
-        self, seed: int = DEFAULT_SEED, clips: int = 1000, batch_size: int = 32, min_steps: int = 32
+        self,
+        seed: int = DEFAULT_SEED,
+        clips: int = 1000,
+        batch_size: int = 32,
+        min_steps: int = 32,
+        progress: bool = False,
     ):
         self.seed = seed
         self.clips = clips
         self.batch_size = batch_size
         self.min_steps = min_steps
+        self.progress = progress  # a bar per epoch, for the methods that fit for a while
 
     def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         """(n_layers, n_heads) importance on the model's original head grid."""

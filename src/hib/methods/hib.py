@@ -23,6 +23,7 @@ DEFAULT_BETAS = (0.001, 0.01, 0.1)
 @register
 class HIB(HeadMethod):
     name = "hib"
+    tuned = {"beta": DEFAULT_BETAS}
 
     def __init__(
         self,
@@ -30,13 +31,11 @@ class HIB(HeadMethod):
         epochs: int = 2,
         lr: float = 1.0,  # Adam on alpha, as IBA fits its per-pixel alphas
         plateau_tol: float = 1e-3,
-        progress: bool = False,
         **common,
     ):
         super().__init__(**common)
         self.beta, self.epochs, self.lr = beta, epochs, lr
         self.plateau_tol = plateau_tol
-        self.progress = progress
         self.history: list[float] = []
 
     def options(self) -> dict:

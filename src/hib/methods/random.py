@@ -14,6 +14,7 @@ from hib.tasks.base import TaskModel
 class RandomScores(HeadMethod):
     name = "random"
     data_driven = False
+    stochastic = True
 
     def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         shape = model.heads().shape

@@ -15,7 +15,11 @@ def register(cls: type[HeadMethod]) -> type[HeadMethod]:
     return cls
 
 
-def get_method(name: str, **options: Any) -> HeadMethod:
+def method_class(name: str) -> type[HeadMethod]:
     if name not in METHODS:
         raise HibError(f"unknown method '{name}' (known: {', '.join(sorted(METHODS))})")
-    return METHODS[name](**options)
+    return METHODS[name]
+
+
+def get_method(name: str, **options: Any) -> HeadMethod:
+    return method_class(name)(**options)
