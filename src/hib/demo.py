@@ -66,7 +66,7 @@ PLANS: dict[str, TaskPlan] = {
     # setting's cost: 200 fitting clips, 5 % steps, every test utterance)
     "asr": TaskPlan(
         "demo",
-        ("task=asr", "data.test_limit=24", "data.eval_limit=12", "heads.stats_clips=50"),
+        ("data.test_limit=24", "data.eval_limit=12", "heads.stats_clips=50"),
         score_clips=16,
         min_steps=8,
         betas=(0.001, 0.01, 0.1),
@@ -104,7 +104,7 @@ QUICK_PLANS: dict[str, TaskPlan] = {
     ),
     "asr": TaskPlan(
         "quick",
-        ("task=asr", "data.test_limit=6", "data.eval_limit=4", "heads.stats_clips=8"),
+        ("data.test_limit=6", "data.eval_limit=4", "heads.stats_clips=8"),
         score_clips=4,
         min_steps=2,
         betas=(0.01,),
