@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from hib.data.corpora import asr_corpus, resolve_data_root
+from hib.data.corpora import asr_corpus
 from hib.data.librispeech import ASRDataset, collate_asr, load_librispeech
 from hib.data.synth.asr_corpus import SPLITS
 from hib.errors import ConfigError
@@ -103,6 +103,7 @@ def load_recognizer(name: str) -> torch.nn.Module:
 class SpeechRecognition(Task):
     name = "asr"
     metric = WER
+    corpus = asr_corpus
     trains_head = False
     score_clips = 200  # as the paper fitted its ASR bottleneck
     compare_clips = 200
@@ -115,7 +116,7 @@ class SpeechRecognition(Task):
         return dict(zip(("train", "validation", "test"), chosen, strict=True))
 
     def load_splits(self, progress: bool = True) -> Splits:
-        root = resolve_data_root(self.config.data, progress, default=asr_corpus)
+        root = self.root(progress)
         folders = self._folders()
         train, validation, test = (
             load_librispeech(root, folders[role]) for role in ("train", "validation", "test")

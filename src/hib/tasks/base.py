@@ -16,7 +16,7 @@ A new task is one module with a `Task` and a `TaskModel` subclass plus one `regi
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from hib.data.corpora import resolve_data_root
 from hib.errors import ConfigError
 from hib.heads import Heads, HeadStats
 from hib.upstream.base import Upstream
@@ -244,9 +245,16 @@ class Task:
     trains_head: ClassVar[bool] = True  # False: the pretrained model's own head (ASR)
     score_clips: ClassVar[int] = 1000  # training clips `hib score` fits a method on
     compare_clips: ClassVar[int] = 500  # ... and `hib compare`, per method and seed
+    corpus: ClassVar[Callable[[bool], Path] | None] = None
+    """The synthesized corpus read when data.root is unset (built once, cached; None: the
+    keyword corpus)."""
 
     def __init__(self, config: Config):
         self.config = config
+
+    def root(self, progress: bool = True) -> Path:
+        """The data folder: data.root, else the task's synthesized corpus, built if missing."""
+        return resolve_data_root(self.config.data, progress, default=type(self).corpus)
 
     def load_splits(self, progress: bool = True) -> Splits:
         raise NotImplementedError

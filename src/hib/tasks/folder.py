@@ -79,7 +79,8 @@ class FolderClassification(Task):
     def _folders(self) -> tuple[str, str, str]:
         return self.config.data.splits or ("train", "validation", "test")
 
-    def _root(self) -> Path:
+    def root(self, progress: bool = True) -> Path:
+        """data.root: a user's folder has no synthesized default."""
         if self.config.data.root is None:
             raise DataError("task folder needs data.root=<folder with train/validation/test>")
         return Path(self.config.data.root)
@@ -87,10 +88,10 @@ class FolderClassification(Task):
     @cached_property
     def classes(self) -> tuple[str, ...]:
         """The training split's label folders, sorted: every split's label indices."""
-        return read_folder(self._root(), self._folders()[0]).classes
+        return read_folder(self.root(), self._folders()[0]).classes
 
     def load_splits(self, progress: bool = True) -> Splits:
-        root, (fit, val, test) = self._root(), self._folders()
+        root, (fit, val, test) = self.root(), self._folders()
         train, validation, test_set = (
             read_folder(root, split, self.classes) for split in (fit, val, test)
         )

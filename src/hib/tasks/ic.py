@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hib.data.corpora import ic_corpus, resolve_data_root
+from hib.data.corpora import ic_corpus
 from hib.data.fsc import SPLIT_FILES, VOCABULARY, ICDataset, load_fsc
 from hib.downstream import ACCURACY, UtteranceClassifier, UtteranceHead
 from hib.tasks.base import Batch, EvalResult, Splits, Task, register_task
@@ -81,9 +81,10 @@ class SlotClassifier(UtteranceClassifier):
 class IntentClassification(Task):
     name = "ic"
     metric = ACCURACY
+    corpus = ic_corpus
 
     def load_splits(self, progress: bool = True) -> Splits:
-        root = resolve_data_root(self.config.data, progress, default=ic_corpus)
+        root = self.root(progress)
         train, validation, test = (self.read_split(root, split) for split in SPLIT_FILES)
         return self.limited(train, validation, test, root)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 from hib.data.augment import Augment
-from hib.data.corpora import resolve_data_root
 from hib.data.speech_commands import (
     CLASSES,
     KSDataset,
@@ -33,7 +32,7 @@ class KeywordSpotting(Task):
 
     def load_splits(self, progress: bool = True) -> Splits:
         data = self.config.data
-        root = resolve_data_root(data, progress)
+        root = self.root(progress)
         test_root = Path(data.test_root) if data.test_root else None
         train, validation, test = (
             load_split(root, s, data.protocol, test_root=test_root)
@@ -55,7 +54,7 @@ class KeywordSpotting(Task):
         """Background noises for training-time augmentation (none when it is off); read once."""
         if not self.config.data.augment:
             return []
-        return background_noises(resolve_data_root(self.config.data, progress=False))
+        return background_noises(self.root(progress=False))
 
     def train_batches(
         self, train_set: KSDataset, model: UtteranceClassifier, epoch: int, clips: int | None = None

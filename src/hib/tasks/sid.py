@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from hib.data.corpora import resolve_data_root, sid_corpus
+from hib.data.corpora import sid_corpus
 from hib.data.voxceleb import SPLIT_CODES, SIDDataset, load_voxceleb1
 from hib.downstream import ACCURACY, UtteranceClassifier
 from hib.errors import DataError
@@ -22,9 +22,7 @@ from hib.tasks.base import Splits, Task, register_task
 class SpeakerIdentification(Task):
     name = "sid"
     metric = ACCURACY
-
-    def root(self, progress: bool = True) -> Path:
-        return resolve_data_root(self.config.data, progress, default=sid_corpus)
+    corpus = sid_corpus
 
     @cached_property
     def classes(self) -> list[str]:
