@@ -8,9 +8,12 @@ import torch
 
 from hib.checkpoint import load_run
 from hib.cli import main
+from hib.errors import HibError
 from hib.evaluate import evaluate
+from hib.methods.fisher import fisher_rearranged_mask
 from hib.pipeline import RANDOM_SEEDS, Run
 from hib.report import write_report
+from hib.rundir import save_run_tensors
 from hib.train import train
 from tests.test_train import _config
 from tests.test_train import setup as setup  # noqa: F401  (module fixture)
@@ -97,6 +100,82 @@ def test_export_reloads_as_pruned_with_the_same_accuracy(run_dir, tmp_path):
         expected = run.model(waves)
     with torch.no_grad():
         assert (pruned(waves) - expected).abs().max().item() < 1e-4
+
+
+def test_fisher_blocks_are_stored_beside_the_scores(run_dir):
+    run = Run(run_dir, progress=False)
+    scores = run.score("fisher", clips=16)
+    stored = Run(run_dir, progress=False).stored_tensors("fisher")  # read back, checksummed
+    assert set(stored) == {"scores", "blocks"} and torch.equal(stored["scores"], scores)
+    blocks = stored["blocks"]
+    assert blocks.shape == (2, 4, 4) and blocks.dtype == torch.float64
+    assert torch.allclose(blocks.diagonal(dim1=1, dim2=2).float(), scores)
+    assert torch.allclose(blocks, blocks.transpose(1, 2))
+
+
+def test_rearranged_curve_is_a_curve_of_its_own(run_dir, capsys):
+    run = Run(run_dir, progress=False)
+    run.score("fisher", clips=16)
+    ratios = [0.0, 0.25, 0.5, 0.75]
+    plain = run.prune("fisher", ratios)
+    record = run.prune("fisher", ratios, rearrange=True)
+    assert record["curve"] == plain["curve"]  # never mixed with the rearranged one
+    curve = record["curve_rearranged"]
+    assert [p["ratio"] for p in curve] == ratios
+    assert [p["pruned"] for p in curve] == [p["pruned"] for p in plain["curve"]]
+    blocks = run.stored_tensors("fisher")["blocks"]
+    for point in curve:
+        ranked = run.mask_for("fisher", point["ratio"])
+        mask = run.mask_for("fisher", point["ratio"], rearrange=True)
+        assert torch.equal(mask.sum(1), ranked.sum(1))  # each layer keeps as many heads
+        assert torch.equal(mask, fisher_rearranged_mask(blocks, ranked.sum(1)))
+        assert point["accuracy"] == run.test_metric(mask)
+    stored = json.loads((run_dir / "results.json").read_text())["methods"]["fisher"]
+    assert stored["curve_rearranged"] == curve and stored["curve"] == plain["curve"]
+    capsys.readouterr()
+    assert (
+        main(["prune", str(run_dir), "--method", "fisher", "--ratios", "0.5", "--rearrange"]) == 0
+    )
+    assert re.search(r"rearranged 0\.50 \(  4 heads\): accuracy", capsys.readouterr().out)
+
+
+def test_export_rearranged_is_the_rearranged_masked_model(run_dir, tmp_path):
+    run = Run(run_dir, progress=False)
+    run.score("fisher", clips=16)
+    out = run.export("fisher", 0.25, tmp_path / "pruned", rearrange=True)
+    _, pruned = load_run(out)
+    mask = run.mask_for("fisher", 0.25, rearrange=True)
+    assert not torch.equal(mask, run.mask_for("fisher", 0.25))  # this run: other heads go
+    assert torch.equal(pruned.heads().alive(), mask)
+    test = run.split("test")
+    waves = torch.stack([test[i][0] for i in range(4)])
+    with torch.no_grad(), run.model.heads().masked(mask):
+        expected = run.model(waves)
+    with torch.no_grad():
+        assert (pruned(waves) - expected).abs().max().item() < 1e-4
+    assert json.loads((out / "pruning.json").read_text())["rearranged"] is True
+
+
+def test_rearrange_needs_a_method_with_one_and_its_stored_blocks(run_dir, tmp_path, capsys):
+    run = Run(run_dir, progress=False)
+    run.score("random", clips=16)
+    no_method = r"--rearrange: method random has no mask rearrangement \(only fisher\)"
+    with pytest.raises(HibError, match=no_method):
+        run.prune("random", [0.5], rearrange=True)
+    with pytest.raises(HibError, match=no_method):
+        run.export("random", 0.5, tmp_path / "pruned", rearrange=True)
+    capsys.readouterr()
+    assert main(["prune", str(run_dir), "--method", "random", "--rearrange"]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # after the upstream's loading bar
+    assert last == "error: --rearrange: method random has no mask rearrangement (only fisher)"
+    with pytest.raises(HibError, match="not with --iterative"):
+        run.prune("fisher", [0.5], iterative=True, rearrange=True)
+    scores = run.score("fisher", clips=16)
+    save_run_tensors(run_dir, "scores/fisher.safetensors", {"scores": scores})  # an old file
+    with pytest.raises(HibError, match=r"fisher scores have no blocks .* re-score: `hib score"):
+        run.mask_for("fisher", 0.5, rearrange=True)
+    assert run.mask_for("fisher", 0.5).sum() == 4  # the plain ranking needs no blocks
+    run.score("fisher", clips=16)
 
 
 def test_unpruned_evaluation_reproduces_the_trained_accuracy(run_dir):

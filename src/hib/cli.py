@@ -148,10 +148,21 @@ def _cmd_prune(args: argparse.Namespace) -> None:
     refit = parse_ratios(args.refit_ratios) if args.refit else None
     ratios = parse_ratios("0:1:0.05" if args.ratios is None else args.ratios)
     record = run.prune(
-        args.method, ratios, args.min_heads_per_layer, args.iterative, refit, args.compensate
+        args.method,
+        ratios,
+        args.min_heads_per_layer,
+        args.iterative,
+        refit,
+        args.compensate,
+        rearrange=args.rearrange,
     )
     name = run.metric.name
-    curves = (("pruned", "curve"), ("refit", "curve_refit"), (args.compensate, "curve_compensated"))
+    curves = (
+        ("pruned", "curve"),
+        ("refit", "curve_refit"),
+        (args.compensate, "curve_compensated"),
+        ("rearranged", "curve_rearranged"),
+    )
     for label, key in curves:
         for point in record.get(key, []):
             print(
@@ -171,6 +182,7 @@ def _cmd_joint_prune(args: argparse.Namespace) -> None:
         "--refit": args.refit,
         "--min-heads-per-layer": args.min_heads_per_layer,
         "--compensate": args.compensate,
+        "--rearrange": args.rearrange,
     }
     for flag, given in single.items():
         if given:
@@ -214,6 +226,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
         Path(args.out),
         refit=args.refit,
         compensate=args.compensate,
+        rearrange=args.rearrange,
     )
     print(f"pruned model: {out}  (hib eval {out} --data DIR)")
 
@@ -248,6 +261,16 @@ def _add_compensate(parser: argparse.ArgumentParser, what: str) -> None:
         type=_clips,
         default=DEFAULT_CLIPS,
         help=f"training clips the repair is fitted on (default {DEFAULT_CLIPS})",
+    )
+
+
+def _add_rearrange(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--rearrange",
+        action="store_true",
+        help=f"fisher only: {what} with each layer's kept heads re-chosen, as many per layer, "
+        "to minimise the layer's Fisher quadratic form (Kwon et al. 2022's mask "
+        "rearrangement; heads only, where they rearrange FFN neurons too)",
     )
 
 
@@ -379,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--refit", action="store_true", help="also re-fit the task head")
     prune.add_argument("--refit-ratios", default="0.2,0.4,0.6")
     _add_compensate(prune, "measure each mask (a separate curve_compensated)")
+    _add_rearrange(prune, "also measure every mask (a separate curve_rearranged)")
     prune.set_defaults(func=_cmd_prune)
 
     comp = sub.add_parser("compare", help="every method, same heads, data and protocol")
@@ -397,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--ratio", type=float, required=True)
     export.add_argument("--refit", action="store_true", help="re-fit the task head first")
     _add_compensate(export, "write the pruned model")
+    _add_rearrange(export, "write the pruned model")
     export.add_argument("--out", required=True)
     export.set_defaults(func=_cmd_export)
 

@@ -4,6 +4,7 @@ run = Run("runs/demo/ks")
 run.score("hib")                        # (L, H) scores -> results.json, scores/hib.safetensors
 run.prune("hib", ratios=[0.2, 0.4])     # the task's metric (accuracy, WER) on the test split
 run.prune("hib", [0.4], compensate="lsq")  # ... and after a least-squares repair (hib.compensate)
+run.prune("fisher", [0.4], rearrange=True)  # ... and with Kwon et al.'s within-layer rearrangement
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from hib.errors import HibError
 from hib.evaluate import EvalResult, eval_batch_size, evaluate
 from hib.io import read_tensors
 from hib.layer_cache import LayerCache
-from hib.methods import get_method, method_class
+from hib.methods import METHODS, get_method, method_class
 from hib.precision import resolve_precision
 from hib.prune import (
     check_ratio,
@@ -134,12 +135,13 @@ class Run:
         """Fit `name` at each combination of its tuned options' candidates (the method's
         `tuned`, or `candidates`); keep the one with the best validation-curve area over
         `ratios` (largest accuracy, smallest WER ...). Returns the chosen options, its scores
-        and every candidate's area."""
+        and extras (`HeadMethod.extras`) and every candidate's area."""
         grid = {**method_class(name).tuned, **(candidates or {})}
         trials = []
         for values in itertools.product(*grid.values()):
             chosen = dict(zip(grid, values, strict=True))
-            scores = self.compute_scores(name, **chosen, **options)
+            method = self._method(name, **chosen, **options)
+            scores = method.score(self.model, self.split("train"))
             curve = sweep(
                 self.model,
                 self.split("validation"),
@@ -150,7 +152,15 @@ class Run:
             )
             label = ",".join(_option_text(v) for v in values)
             area = curve_area(curve)
-            trials.append({"options": chosen, "label": label, "area": area, "scores": scores})
+            trials.append(
+                {
+                    "options": chosen,
+                    "label": label,
+                    "area": area,
+                    "scores": scores,
+                    "extras": method.extras(),
+                }
+            )
             if self.progress:
                 what = ", ".join(f"{k} {_option_text(v)}" for k, v in chosen.items())
                 print(f"{name} {what}: validation area {area:.4f}")
@@ -158,6 +168,7 @@ class Run:
         return {
             **best["options"],
             "scores": best["scores"],
+            "extras": best["extras"],
             "validation_areas": {t["label"]: t["area"] for t in trials},
         }
 
@@ -167,37 +178,63 @@ class Run:
         return {k: record[k] for k in method_class(name).tuned if record.get(k) is not None}
 
     def score(self, name: str, **options: Any) -> torch.Tensor:
-        """Score heads with a method, store the scores and record them in results.json."""
+        """Score heads with a method, store the scores (and the method's extras, in the same
+        file) and record them in results.json."""
         start = time.perf_counter()
         record: dict[str, Any] = {}
         untuned = [k for k in method_class(name).tuned if options.get(k) is None]
         if untuned:  # chosen on validation; given values stay fixed
             fixed = {k: v for k, v in options.items() if k not in untuned}
             chosen = self.select(name, **fixed)
-            scores = chosen.pop("scores")
+            scores, extras = chosen.pop("scores"), chosen.pop("extras")
             record.update(chosen)
         else:
             method = self._method(name, **options)
             scores = method.score(self.model, self.split("train"))
+            extras = method.extras()
             record.update(method.options())
         record["seconds"] = time.perf_counter() - start
         record["scores"] = scores.tolist()
-        save_run_tensors(self.dir, f"scores/{name}.safetensors", {"scores": scores})
+        save_run_tensors(self.dir, f"scores/{name}.safetensors", {**extras, "scores": scores})
         update_results(self.dir, {"methods": {name: record}})
         return scores
 
-    def stored_scores(self, name: str) -> torch.Tensor:
+    def stored_tensors(self, name: str) -> dict[str, torch.Tensor]:
+        """Everything `score` stored for `name`: "scores" and the method's extras."""
         path = self.dir / "scores" / f"{name}.safetensors"
         if not path.is_file():
             raise HibError(
                 f"no {name} scores in {self.dir}: run `hib score {self.dir} --method {name}` first"
             )
-        scores = read_tensors(verified(self.dir, f"scores/{name}.safetensors"))[0].get("scores")
+        return read_tensors(verified(self.dir, f"scores/{name}.safetensors"))[0]
+
+    def stored_scores(self, name: str) -> torch.Tensor:
+        path = self.dir / "scores" / f"{name}.safetensors"
+        scores = self.stored_tensors(name).get("scores")
         shape = tuple(self.model.heads().shape)
         if scores is None or tuple(scores.shape) != shape:
             found = "no scores" if scores is None else f"shape {tuple(scores.shape)}"
             raise HibError(f"{path}: {found}, but the upstream has {shape} heads; re-score it")
         return scores
+
+    def rearranger(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        """ranked mask -> `name`'s rearranged mask (`HeadMethod.rearrange`, with the extras
+        stored beside its scores); a HibError for a method without one, or old scores."""
+        method = method_class(name)
+        if method.rearrange_extras is None:
+            having = ", ".join(
+                n for n, c in sorted(METHODS.items()) if c.rearrange_extras is not None
+            )
+            raise HibError(f"--rearrange: method {name} has no mask rearrangement (only {having})")
+        extras = self.stored_tensors(name)
+        missing = [key for key in method.rearrange_extras if key not in extras]
+        if missing:
+            raise HibError(
+                f"--rearrange: the stored {name} scores have no {', '.join(missing)} (scored "
+                f"before hib stored them); re-score: `hib score {self.dir} --method {name}`"
+            )
+        alive = self.model.heads().alive()
+        return lambda mask: method.rearrange(extras, mask, alive)
 
     # --- compensation ----------------------------------------------------------------------
     def calibration(self) -> Calibration:
@@ -267,13 +304,17 @@ class Run:
         iterative: bool = False,
         refit_ratios: list[float] | None = None,
         compensate: str | None = None,
+        rearrange: bool = False,
     ) -> dict:
         """The metric on the test split at each ratio (and after re-fitting the task head; and
-        with `compensate`, hib.compensate's kind, after compensating each mask: its own curve,
-        never mixed with the plain one)."""
+        with `compensate`, hib.compensate's kind, after compensating each mask; and with
+        `rearrange`, of each mask rearranged within its layers: each its own curve, never mixed
+        with the plain one; re-fit and compensation use the plain masks)."""
         if compensate is not None:
             check_kind(compensate)
         rescore = None
+        if rearrange and iterative:
+            raise HibError("--rearrange uses the blocks stored at scoring; not with --iterative")
         if iterative:
             if method_class(name).stochastic:
                 raise HibError(f"--iterative makes no sense for {name} scores (a random draw)")
@@ -282,6 +323,9 @@ class Run:
         metrics = {"curve": self.test_metric}
         if compensate is not None:
             metrics["curve_compensated"] = lambda mask: self.split_metric("test", mask, compensate)
+        if rearrange:
+            rearranged = self.rearranger(name)
+            metrics["curve_rearranged"] = lambda mask: self.test_metric(rearranged(mask))
         swept = self._sweeps(name, ratios, min_per_layer, metrics, rescore)
         curves = swept["curve"]
         record: dict[str, Any] = {
@@ -295,6 +339,8 @@ class Run:
         if compensate is not None:
             record["curve_compensated"] = mean_curve(swept["curve_compensated"])
             record["compensate"] = self.compensation_record(compensate)
+        if rearrange:
+            record["curve_rearranged"] = mean_curve(swept["curve_rearranged"])
         if refit_ratios:
             record["curve_refit"] = self.refit_curve(name, refit_ratios, min_per_layer)
         update_results(self.dir, {"methods": {name: record}})
@@ -357,12 +403,16 @@ class Run:
             compensation,
         )
 
-    def mask_for(self, name: str, ratio: float, min_per_layer: int = 0) -> torch.Tensor:
-        """The keep-mask `name`'s stored scores give at pruned fraction `ratio`."""
+    def mask_for(
+        self, name: str, ratio: float, min_per_layer: int = 0, rearrange: bool = False
+    ) -> torch.Tensor:
+        """The keep-mask `name`'s stored scores give at pruned fraction `ratio` (`rearrange`:
+        then rearranged within its layers, `rearranger`)."""
         check_ratio(ratio)
         heads = self.model.heads()
         n = n_to_prune(ratio, heads.n_layers * heads.n_heads)
-        return prune_mask(self.stored_scores(name), n, min_per_layer)
+        mask = prune_mask(self.stored_scores(name), n, min_per_layer)
+        return self.rearranger(name)(mask) if rearrange else mask
 
     def pruned_result(self, name: str, ratio: float, dataset: Any) -> dict:
         """Evaluate `dataset` with `name`'s pruning at `ratio` (mean fill unless configured)."""
@@ -375,9 +425,11 @@ class Run:
         out: Path,
         refit: bool = False,
         compensate: str | None = None,
+        rearrange: bool = False,
     ) -> Path:
-        """Write a physically pruned copy of the model (optionally compensated, hib.compensate,
-        and with a task head re-fitted on those features)."""
+        """Write a physically pruned copy of the model (its mask optionally rearranged,
+        `mask_for`; optionally compensated, hib.compensate, and with a task head re-fitted on
+        those features)."""
         if compensate is not None:
             check_kind(compensate)
         if self.model.head_source() is not self.model.upstream:
@@ -385,7 +437,7 @@ class Run:
                 f"export prunes upstream heads only; heads.scope={self.config.heads.scope} "
                 "reaches the decoder (score, prune and eval work there; export does not yet)"
             )
-        mask = self.mask_for(name, ratio)
+        mask = self.mask_for(name, ratio, rearrange=rearrange)
         compensation = None if compensate is None else self.compensation(mask, compensate)
         model = self.model
         if refit:
@@ -398,6 +450,7 @@ class Run:
         spec = {
             "method": name,
             "ratio": ratio,
+            "rearranged": rearrange,
             "fill": self.fill,
             "refit": self.config.refit.__dict__ if refit else None,
             "compensate": None if compensation is None else compensation.summary(),

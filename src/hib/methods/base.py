@@ -31,6 +31,9 @@ class HeadMethod:
     tuned: ClassVar[dict[str, tuple]] = {}
     """Options chosen on the validation split when the caller leaves them out, with their
     candidates (HIB's beta): `Run.score` fits each and keeps the best validation curve."""
+    rearrange_extras: ClassVar[tuple[str, ...] | None] = None
+    """The stored `extras` that `rearrange` reads (fisher: its blocks); None: the method has no
+    post-ranking mask rearrangement."""
 
     def __init__(
         self,
@@ -49,6 +52,20 @@ class HeadMethod:
     def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         """(n_layers, n_heads) importance on the model's original head grid."""
         raise NotImplementedError
+
+    def extras(self) -> dict[str, torch.Tensor]:
+        """Tensors besides the scores, after `score`, that a later step needs (`rearrange`):
+        `Run.score` stores them in the scores' file, so pruning never has to re-score."""
+        return {}
+
+    @classmethod
+    def rearrange(
+        cls, extras: dict[str, torch.Tensor], mask: torch.Tensor, alive: torch.Tensor
+    ) -> torch.Tensor:
+        """The (L, H) keep-mask replacing `mask`, the one the ranking gives, with as many heads
+        kept per layer; `extras`: the stored ones (`rearrange_extras`), `alive`: the heads that
+        physically exist. Only for methods that set `rearrange_extras`."""
+        raise NotImplementedError(f"method {cls.name} has no mask rearrangement")
 
     def options(self) -> dict:
         """What results.json records about how the scores were made."""

@@ -10,15 +10,16 @@ the head's training mean, so g_x = sum_{t,d} (C - mean) dL_x/dC', as in taylor),
 example from one backward per batch of the summed loss (`taylor.gate_gradients`), and a head's
 score is its diagonal entry E_x[(dL_x/dg)^2]. `Fisher.blocks` keeps, after `score`, F
 restricted to the heads of each layer, (L, H, H) on the original grid (zero rows and columns
-for heads removed physically).
+for heads removed physically), stored by `Run.score` beside the scores (`extras`).
 
-Mask rearrangement: the pruning the diagonal ranking chooses decides how many heads each layer
-keeps; within each layer, `fisher_rearranged_mask` then re-chooses which ones, minimising the
-layer block's quadratic form, so that heads whose removals interact (F_ij != 0) are weighed
-together (F is taken as block-diagonal: no interaction across layers). A layer is solved exactly
-by enumerating the subsets while there are at most `EXACT_SUBSETS` of them (12 heads: at most
-924; 16 heads: 12,870), else (Whisper large's 20 heads near half pruned) by greedy insertion
-and pairwise swaps, never worse than the diagonal ranking's choice.
+Mask rearrangement (`hib prune --method fisher --rearrange`, `Fisher.rearrange`): the pruning
+the diagonal ranking chooses decides how many heads each layer keeps; within each layer,
+`fisher_rearranged_mask` then re-chooses which ones, minimising the layer block's quadratic
+form, so that heads whose removals interact (F_ij != 0) are weighed together (F is taken as
+block-diagonal: no interaction across layers). A layer is solved exactly by enumerating the
+subsets while there are at most `EXACT_SUBSETS` of them (12 heads: at most 924; 16 heads:
+12,870), else (Whisper large's 20 heads near half pruned) by greedy insertion and pairwise
+swaps, never worse than the diagonal ranking's choice.
 
 Where this heads-only version differs from their FFN + heads setting: no FFN neurons are masked
 (F has only head entries); there is no FLOPs or latency constraint, so their constrained mask
@@ -51,6 +52,7 @@ at most this many (C(20, 10) = 184,756 would not be)."""
 @register
 class Fisher(HeadMethod):
     name = "fisher"
+    rearrange_extras = ("blocks",)
 
     def __init__(self, **common):
         super().__init__(**common)
@@ -74,6 +76,20 @@ class Fisher(HeadMethod):
         self.blocks = blocks
         return blocks.diagonal(dim1=1, dim2=2).float()  # zero for heads removed physically
 
+    def extras(self) -> dict[str, torch.Tensor]:
+        return {} if self.blocks is None else {"blocks": self.blocks}
+
+    @classmethod
+    def rearrange(
+        cls, extras: dict[str, torch.Tensor], mask: torch.Tensor, alive: torch.Tensor
+    ) -> torch.Tensor:
+        """Kwon et al.'s rearrangement of the ranked `mask`: each layer keeps as many of its
+        existing heads, re-chosen by `fisher_rearranged_mask`; entries of heads removed
+        physically stay as `mask` has them, so the pruned count is the ranking's too."""
+        mask, alive = mask.bool(), alive.bool()
+        kept = fisher_rearranged_mask(extras["blocks"], (mask & alive).sum(1), alive)
+        return kept | (mask & ~alive)
+
 
 def fisher_rearranged_mask(
     blocks: torch.Tensor,
@@ -85,8 +101,8 @@ def fisher_rearranged_mask(
     heads (default: all) so that the removed set R minimises sum_{i,j in R} F_l[i, j], the
     layer's share of Kwon et al.'s (1 - m)^T F (1 - m).
 
-    `blocks`: (L, H, H), e.g. `Fisher.blocks`. The pruning code would pass the counts of the
-    mask its ranking gives, `(mask & alive).sum(1)`.
+    `blocks`: (L, H, H), e.g. `Fisher.blocks`. `Fisher.rearrange` passes the counts of the
+    mask the ranking gives, `(mask & alive).sum(1)`.
     """
     n_layers, n_heads, _ = blocks.shape
     alive = torch.ones(n_layers, n_heads, dtype=torch.bool) if alive is None else alive.bool()

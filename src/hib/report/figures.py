@@ -23,7 +23,7 @@ def _save(fig, path: Path) -> Path:
 
 def curves_figure(methods: dict, metric: Metric, unpruned: float | None, path: Path) -> Path:
     """The metric vs pruned fraction, every method on one plot; re-fit curves dashed,
-    compensated ones dotted."""
+    compensated ones dotted, rearranged ones (fisher) dash-dotted."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (name, record) in enumerate(sorted(methods.items())):
         color = f"C{i}"
@@ -31,6 +31,7 @@ def curves_figure(methods: dict, metric: Metric, unpruned: float | None, path: P
             ("curve", "-o", name),
             ("curve_refit", "--s", f"{name} (refit)"),
             ("curve_compensated", ":^", f"{name} (compensated)"),
+            ("curve_rearranged", "-.d", f"{name} (rearranged)"),
         )
         for key, style, label in styles:
             curve = record.get(key)
