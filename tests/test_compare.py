@@ -7,6 +7,7 @@ import pytest
 from hib.compare import compare, format_table
 from hib.pipeline import Run
 from hib.report import write_report
+from hib.report.html import by_auc
 from tests.test_pipeline import run_dir as run_dir  # noqa: F401  (module fixture)
 from tests.test_train import setup as setup  # noqa: F401  (module fixture)
 
@@ -32,3 +33,10 @@ def test_compare_writes_the_table_and_the_report(run_dir):  # noqa: F811
     html = write_report(run_dir).read_text()
     assert "Comparison of every method" in html
     assert html.count('src="data:image/png;base64,') == 4
+    # the table (and the panels) best first: the rows' order is by_auc's
+    order = by_auc(stored["methods"], run.metric)
+    aucs = [stored["methods"][n]["auc"] for n in order]
+    assert aucs == sorted(aucs, reverse=True)
+    section = html[html.index("Comparison of every method") :]
+    rows = [section.index(f"<tr><th>{name}</th>") for name in order]
+    assert rows == sorted(rows)

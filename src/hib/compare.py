@@ -31,7 +31,7 @@ from hib.downstream import ACCURACY
 from hib.methods import METHODS
 from hib.pipeline import Run, mean_curve
 from hib.prune import curve_area, parse_ratios, sweep
-from hib.report.html import metric_at
+from hib.report.html import by_auc, metric_at
 from hib.results import update_results
 from hib.tasks.base import Metric
 
@@ -168,7 +168,7 @@ def format_table(table: dict[str, dict[str, Any]], metric: Metric = ACCURACY) ->
     def fmt(value: float | None, width: int, digits: int) -> str:
         return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}"
 
-    for name, r in sorted(table.items(), key=lambda kv: -metric.goodness(kv[1]["auc"])):
+    for name, r in ((n, table[n]) for n in by_auc(table, metric)):
         accs = " ".join(fmt(r[f"{metric.name}@{p}"], 7, 4) for p in (20, 40, 60))
         if compensated:
             at40 = r.get(f"{metric.name}@40_compensated")

@@ -10,7 +10,7 @@ from pathlib import Path
 from hib.checkpoint import CONFIG_FILE
 from hib.io import write_text
 from hib.prune import point_value
-from hib.report.figures import curves_figure, heatmaps_figure
+from hib.report.figures import curves_figure, heatmaps_figure, panels_figure
 from hib.results import read_results
 from hib.tasks.base import Metric
 
@@ -61,16 +61,21 @@ def _pruning_table(methods: dict) -> str:
     return _html_table(header, rows)
 
 
+def by_auc(methods: dict, metric: Metric) -> list[str]:
+    """The comparison's method names, best curve area first (the order of its table and
+    panels)."""
+    return sorted(methods, key=lambda name: -metric.goodness(methods[name]["auc"]))
+
+
 def _comparison_table(methods: dict, metric: Metric) -> str:
     at = [f"{metric.name}@{int(x * 100)} %" for x in TABLE_RATIOS]
     header = ["method", f"AUC (0-90 %, {metric.name})", "± std", *at]
     header += ["Spearman vs ablation", "stability", "seconds"]
-    ordered = sorted(methods.items(), key=lambda kv: -metric.goodness(kv[1]["auc"]))
     rows = [
         [name, _pct(r["auc"]), _pct(r["auc_std"])]
         + [_pct(r.get(f"{metric.name}@{int(x * 100)}")) for x in TABLE_RATIOS]
         + [_num(r["spearman_ablation"]), _num(r["stability"]), _num(r["seconds"], 1)]
-        for name, r in ordered
+        for name, r in ((n, methods[n]) for n in by_auc(methods, metric))
     ]
     return _html_table(header, rows)
 
@@ -86,17 +91,19 @@ def _comparison_section(results: dict, run_dir: Path) -> str:
         return ""
     methods = comparison["methods"]
     metric = run_metric(results)
-    curves = curves_figure(
-        methods, metric, results.get(metric.name), run_dir / "comparison_curves.png"
+    order = by_auc(methods, metric)
+    panels = panels_figure(
+        methods, order, metric, results.get(metric.name), run_dir / "comparison_curves.png"
     )
-    heatmaps = heatmaps_figure(methods, run_dir / "comparison_heatmaps.png")
+    heatmaps = heatmaps_figure(methods, run_dir / "comparison_heatmaps.png", order)
     return f"""<h2>Comparison of every method</h2>
 <p>{comparison["seeds"]} seeds, {comparison["clips"]} training clips per scoring, pruned
 fractions {", ".join(f"{r:g}" for r in comparison["ratios"])}; no retraining. AUC is the mean
 {metric.name} over pruned fractions 0-90 % ({"higher" if metric.higher_is_better else "lower"}
 is better; best first); Spearman is against single-head ablation scores; stability is the mean
-pairwise Spearman of scores across seeds; seconds per scoring.</p>
-{_comparison_table(methods, metric)}{_img(curves)}{_img(heatmaps)}"""
+pairwise Spearman of scores across seeds; seconds per scoring. One panel per method, in the
+table's order, with HIB and random dashed behind it; then each method's scores.</p>
+{_comparison_table(methods, metric)}{_img(panels)}{_img(heatmaps)}"""
 
 
 def _generalization_section(results: dict) -> str:
