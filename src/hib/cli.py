@@ -75,6 +75,17 @@ def _cmd_download(args: argparse.Namespace) -> None:
     print(f"speech commands: {download_speech_commands(args.version, Path(args.dest))}")
 
 
+def _cmd_upstream_check(args: argparse.Namespace) -> None:
+    from hib.upstream_check import check_upstream
+
+    result = check_upstream(args.spec)
+    if args.json:
+        print(json.dumps(result))
+        return
+    for key, value in result.items():
+        print(f"{key}: {value}")
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from hib.config import load_config
     from hib.train import train
@@ -435,6 +446,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench_prune.add_argument("--repeats", type=int, default=30)
     bench_prune.add_argument("--json", action="store_true")
     bench_prune.set_defaults(func=_cmd_bench_prune)
+
+    upstream = sub.add_parser("upstream", help="check a pretrained model before using it")
+    upstream_sub = upstream.add_subparsers(dest="upstream_command", required=True)
+    check = upstream_sub.add_parser(
+        "check", help="load it, run a random 1 s input, compare masking with head removal"
+    )
+    check.add_argument("spec", help="whisper-tiny.en, a saved checkpoint folder, or a hub id")
+    check.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    check.set_defaults(func=_cmd_upstream_check)
 
     report = sub.add_parser("report", help="write report.html and PNGs from results.json")
     report.add_argument("run_dir")

@@ -82,6 +82,7 @@ class Upstream(nn.Module):
 
     name: str = "upstream"
     hidden_size: int
+    model_type: str = "custom"  # the architecture (transformers' config.model_type)
     sample_rate: int = 16000
     attn_implementation: str = "sdpa"
     """transformers' attention kernel for forwards without weights; "eager" is the original path."""

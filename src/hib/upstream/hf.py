@@ -109,6 +109,7 @@ class HFUpstream(Upstream):
         self.model = model
         self.normalize = normalize
         self.hidden_size = model.config.hidden_size
+        self.model_type = model.config.model_type
         self.freeze()
 
     @property

@@ -89,6 +89,7 @@ class WhisperEncoderUpstream(Upstream):
         self.encoder = encoder
         self.logmel = LogMel(encoder.config.num_mel_bins)
         self.hidden_size = encoder.config.d_model
+        self.model_type = encoder.config.model_type
         self.freeze()
 
     def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
