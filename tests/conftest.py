@@ -123,10 +123,10 @@ def tiny_upstream(request: pytest.FixtureRequest, tmp_path: Path) -> Upstream:
 @pytest.fixture(scope="session")
 def whisper_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A hib cache with tiny.en converted once per session; load_upstream(cache_dir=...) it."""
-    from hib.upstream.whisper import convert_tiny_en
+    from hib.upstream.whisper import convert_whisper
 
     cache = tmp_path_factory.mktemp("hib-cache")
-    convert_tiny_en(cache)
+    convert_whisper(cache)
     return cache
 
 

@@ -452,7 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = upstream_sub.add_parser(
         "check", help="load it, run a random 1 s input, compare masking with head removal"
     )
-    check.add_argument("spec", help="whisper-tiny.en, a saved checkpoint folder, or a hub id")
+    check.add_argument(
+        "spec", help="whisper-tiny.en, whisper-base, a saved checkpoint folder, or a hub id"
+    )
     check.add_argument("--json", action="store_true", help="one JSON object on stdout")
     check.set_defaults(func=_cmd_upstream_check)
 

@@ -16,7 +16,7 @@ from hib.upstream.whisper import (
     TINY_EN,
     WEIGHTS_FILE,
     LogMel,
-    convert_tiny_en,
+    convert_whisper,
     load_whisper_model,
 )
 
@@ -42,7 +42,7 @@ def tiny_en(whisper_cache_dir: Path):
 
 
 def test_conversion_covers_the_model_in_fp32(whisper_cache_dir: Path):
-    folder = convert_tiny_en(whisper_cache_dir)
+    folder = convert_whisper(whisper_cache_dir)
     with safe_open(str(folder / WEIGHTS_FILE), "pt") as f:
         keys = set(f.keys())
         q = f.get_tensor("model.encoder.layers.0.self_attn.q_proj.weight")
@@ -72,9 +72,9 @@ def test_conversion_matches_ct2_tensors(whisper_cache_dir: Path):
 
 
 def test_conversion_is_idempotent(whisper_cache_dir: Path):
-    folder = convert_tiny_en(whisper_cache_dir)
+    folder = convert_whisper(whisper_cache_dir)
     stamps = [(folder / name).stat().st_mtime_ns for name in (WEIGHTS_FILE, CONFIG_FILE)]
-    assert convert_tiny_en(whisper_cache_dir) == folder
+    assert convert_whisper(whisper_cache_dir) == folder
     assert [(folder / n).stat().st_mtime_ns for n in (WEIGHTS_FILE, CONFIG_FILE)] == stamps
 
 

@@ -10,7 +10,7 @@ import torch
 
 from hib.errors import UpstreamError
 from hib.heads import Heads
-from hib.upstream.whisper import _packaged_model_dir
+from hib.upstream.packaged import packaged_model_dir
 from hib.upstream.whisper_asr import WhisperASR, load_whisper_asr, target_text
 from tests.conftest import spoken_batch
 
@@ -51,7 +51,7 @@ def test_greedy_text_equals_ctranslate2(asr: WhisperASR, batch, ours: list[str])
         ]
     )
     reference = ctranslate2.models.Whisper(
-        str(_packaged_model_dir()), device="cpu", compute_type="float32"
+        str(packaged_model_dir()), device="cpu", compute_type="float32"
     )
     results = reference.generate(
         ctranslate2.StorageView.from_array(features), [asr.prompt] * len(texts), beam_size=1

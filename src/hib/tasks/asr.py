@@ -7,6 +7,7 @@ is corpus-level WER after Whisper's English normaliser (hib.tasks.wer), from bat
 decoding. Data: LibriSpeech-layout folders (the synthesized corpus by default).
 
     upstream.name=whisper-tiny.en             Whisper tiny.en with its decoder (30 s windows)
+    upstream.name=whisper-base                Whisper base (multilingual, asked for English)
     upstream.name=facebook/wav2vec2-base-960h  a transformers CTC checkpoint (or its folder)
 """
 
@@ -25,9 +26,9 @@ from hib.data.synth.asr_corpus import SPLITS
 from hib.errors import ConfigError
 from hib.tasks.base import Batch, EvalResult, Metric, Splits, Task, TaskModel, register_task
 from hib.tasks.wer import corpus_wer
+from hib.upstream.packaged import PACKAGED
 
 WER = Metric("wer", higher_is_better=False)
-WHISPER_NAMES = ("whisper-tiny.en",)
 
 
 class Recognizer(TaskModel):
@@ -90,10 +91,10 @@ class Recognizer(TaskModel):
 
 def load_recognizer(name: str) -> torch.nn.Module:
     """Whisper (packaged weights) by name, else a transformers CTC checkpoint."""
-    if name in WHISPER_NAMES:
+    if name in PACKAGED:
         from hib.upstream.whisper_asr import load_whisper_asr
 
-        return load_whisper_asr()
+        return load_whisper_asr(name=name)
     from hib.upstream.ctc_asr import load_ctc_asr
 
     return load_ctc_asr(name)

@@ -19,8 +19,9 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 
 from hib.errors import UpstreamError
 from hib.upstream.base import AttentionBlock, Upstream
+from hib.upstream.packaged import PACKAGED
 from hib.upstream.wavlm import per_head_attention
-from hib.upstream.whisper import TINY_EN, WhisperEncoderUpstream
+from hib.upstream.whisper import WhisperEncoderUpstream
 
 WAVEFORM_MODELS = ("wav2vec2", "hubert")
 """model_type values whose encoder layers hold a per-head `attention` module."""
@@ -57,7 +58,7 @@ def load_config(spec: str) -> PretrainedConfig:
     if not is_local and not _HUB_ID.match(spec):
         raise UpstreamError(
             f"upstream {spec!r}: no such folder, not a Hugging Face hub id (owner/name), "
-            f"nor {TINY_EN!r}"
+            f"nor a packaged Whisper ({', '.join(PACKAGED)})"
         )
     try:
         config = AutoConfig.from_pretrained(_location(spec))

