@@ -160,6 +160,18 @@ def test_shared_and_only_top_heads(tmp_path: Path) -> None:
     assert stored["methods"]["ablation"]["tasks"] == ["a", "d"]
 
 
+def test_scores_of_the_comparison_count_where_none_were_stored(tmp_path: Path) -> None:
+    stored = {"ablation": {"scores": [[1, 2], [3, 4]]}}
+    a = _run(tmp_path / "a", "a", [[1, 2], [3, 4]], "accuracy", ablation=stored["ablation"])
+    b = _run(tmp_path / "b", "b", [[4, 3], [2, 1]], "accuracy")
+    results = json.loads((b / "results.json").read_text())
+    results["comparison"] = {"methods": {"ablation": {"scores": [[4, 3], [2, 1]]}}}
+    write_json(b / "results.json", results)
+    record = compare_tasks([a, b], tmp_path / "out")
+    assert record["methods"]["ablation"]["tasks"] == ["a", "b"]
+    assert record["methods"]["ablation"]["spearman"][0][1] == pytest.approx(-1.0)
+
+
 def test_runs_on_different_upstreams_are_refused(tmp_path: Path) -> None:
     a = _run(tmp_path / "a", "ks", [[1, 2], [3, 4]], "accuracy")
     other = {**UPSTREAM, "name": "whisper-base"}

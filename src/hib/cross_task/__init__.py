@@ -70,12 +70,15 @@ def load_runs(run_dirs: Sequence[Path], names: Sequence[str] | None = None) -> R
 
 
 def method_scores(runs: Runs, method: str) -> dict[str, np.ndarray]:
-    """Each run's stored `method` scores (L x H), for the runs that have them."""
-    return {
-        name: np.asarray(r["methods"][method]["scores"], dtype=float)
-        for name, _, r in runs
-        if "scores" in r.get("methods", {}).get(method, {})
-    }
+    """Each run's `method` scores (L x H), for the runs that have them: those `hib score`
+    stored, else the comparison's (its seed mean; the demo scores ablation only there)."""
+    found = {}
+    for name, _, r in runs:
+        for record in (r.get("methods", {}), r.get("comparison", {}).get("methods", {})):
+            if "scores" in record.get(method, {}):
+                found[name] = np.asarray(record[method]["scores"], dtype=float)
+                break
+    return found
 
 
 def compare_tasks(run_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
