@@ -140,14 +140,14 @@ def test_mask_equals_removal_on_every_tiny_upstream(tiny_upstream, fill):
     assert model.heads().alive().tolist() == mask.tolist()
 
 
-def test_mask_equals_removal_on_whisper_tiny_en(whisper_cache_dir):
-    from hib.upstream import load_upstream
-
-    model = _with_stats(load_upstream(cache_dir=whisper_cache_dir))
+def assert_mask_equals_removal(upstream, removed: list[tuple[int, int]]) -> list[int]:
+    """A real model with a task head: `removed` heads masked = removed (within 1e-5 on the
+    head's output); returns the pruned layers' q_proj widths."""
+    model = _with_stats(upstream)
     heads = model.heads()
-    assert heads.shape == (4, 6)
     mask = torch.ones(heads.shape, dtype=torch.bool)
-    mask[0, 1] = mask[1, 0] = mask[1, 5] = mask[3, 2] = False
+    for layer, head in removed:
+        mask[layer, head] = False
     waves = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(3))
     with torch.no_grad(), heads.masked(mask):
         masked = model(waves)
@@ -155,4 +155,13 @@ def test_mask_equals_removal_on_whisper_tiny_en(whisper_cache_dir):
     with torch.no_grad():
         pruned = model(waves)
     assert (masked - pruned).abs().max().item() < 1e-5
-    assert [b.q_proj.out_features for b in model.heads().blocks] == [320, 256, 384, 320]
+    return [b.q_proj.out_features for b in model.heads().blocks]
+
+
+def test_mask_equals_removal_on_whisper_tiny_en(whisper_cache_dir):
+    from hib.upstream import load_upstream
+
+    upstream = load_upstream(cache_dir=whisper_cache_dir)
+    assert Heads(upstream).shape == (4, 6)
+    widths = assert_mask_equals_removal(upstream, [(0, 1), (1, 0), (1, 5), (3, 2)])
+    assert widths == [320, 256, 384, 320]

@@ -25,7 +25,7 @@ from hib.upstream.packaged import (
 from hib.upstream.whisper import load_whisper_model
 from hib.upstream.whisper_asr import load_whisper_asr
 from tests.conftest import spoken_batch
-from tests.test_heads import _with_stats
+from tests.test_heads import assert_mask_equals_removal
 from tests.upstream.test_upstream_whisper import _clip
 
 SPEC = PACKAGED[BASE]
@@ -145,19 +145,8 @@ def test_encoder_matches_ctranslate2(base, base_cache: Path) -> None:
 @needs_base
 def test_heads_and_mask_equals_removal(base) -> None:
     assert base.describe() == {"name": BASE, "n_layers": 6, "n_heads": 8}
-    model = _with_stats(base)
-    heads = model.heads()
-    assert heads.shape == (6, 8)
-    mask = torch.ones(heads.shape, dtype=torch.bool)
-    mask[0, 1] = mask[2, 0] = mask[2, 7] = mask[5, 3] = False
-    waves = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad(), heads.masked(mask):
-        masked = model(waves)
-    heads.prune(mask)
-    with torch.no_grad():
-        pruned = model(waves)
-    assert (masked - pruned).abs().max().item() < 1e-5
-    assert [b.q_proj.out_features for b in model.heads().blocks] == [448, 512, 384, 512, 512, 448]
+    widths = assert_mask_equals_removal(base, [(0, 1), (2, 0), (2, 7), (5, 3)])
+    assert widths == [448, 512, 384, 512, 512, 448]
 
 
 @needs_base
