@@ -28,7 +28,7 @@ from hib.errors import HibError
 from hib.evaluate import EvalResult, eval_batch_size, evaluate
 from hib.io import read_tensors
 from hib.layer_cache import LayerCache
-from hib.methods import METHODS, get_method, method_class
+from hib.methods import METHODS, HeadMethod, get_method, method_class
 from hib.precision import resolve_precision
 from hib.prune import (
     check_ratio,
@@ -121,9 +121,16 @@ class Run:
         }
         return get_method(name, **{**common, **options})  # options win (batch_size ...)
 
-    def compute_scores(self, name: str, seed: int | None = None, **options: Any) -> torch.Tensor:
+    def _fitted(
+        self, name: str, seed: int | None = None, **options: Any
+    ) -> tuple[HeadMethod, torch.Tensor]:
+        """(the method, its scores on the training split): the method too, for its options
+        and extras."""
         method = self._method(name, seed, **options)
-        return method.score(self.model, self.split("train"))
+        return method, method.score(self.model, self.split("train"))
+
+    def compute_scores(self, name: str, seed: int | None = None, **options: Any) -> torch.Tensor:
+        return self._fitted(name, seed, **options)[1]
 
     def select(
         self,
@@ -140,8 +147,7 @@ class Run:
         trials = []
         for values in itertools.product(*grid.values()):
             chosen = dict(zip(grid, values, strict=True))
-            method = self._method(name, **chosen, **options)
-            scores = method.score(self.model, self.split("train"))
+            method, scores = self._fitted(name, **chosen, **options)
             curve = sweep(
                 self.model,
                 self.split("validation"),
@@ -189,8 +195,7 @@ class Run:
             scores, extras = chosen.pop("scores"), chosen.pop("extras")
             record.update(chosen)
         else:
-            method = self._method(name, **options)
-            scores = method.score(self.model, self.split("train"))
+            method, scores = self._fitted(name, **options)
             extras = method.extras()
             record.update(method.options())
         record["seconds"] = time.perf_counter() - start

@@ -29,15 +29,13 @@ def check_upstream(spec: str, seed: int = 0) -> dict:
         heads.stats = heads.fit_stats(iter([waves]), max_clips=len(waves))
     mask = torch.rand(heads.shape, generator=generator) > 0.5
     mask[0] = False  # a layer without any head left: the hardest case for removal
-    pruned = copy.deepcopy(upstream)
-    Heads(pruned, heads.stats).prune(mask, "mean")
+    pruned = Heads(copy.deepcopy(upstream), heads.stats)
+    pruned.prune(mask, "mean")
     return {
         "name": upstream.name,
         "model_type": upstream.model_type,
         "n_layers": heads.n_layers,
         "n_heads": heads.n_heads,
         "hidden_size": upstream.hidden_size,
-        "mask_vs_removal_max_abs_diff": removal_diff(
-            heads, Heads(pruned, heads.stats), mask, waves, "mean"
-        ),
+        "mask_vs_removal_max_abs_diff": removal_diff(heads, pruned, mask, waves, "mean"),
     }

@@ -70,3 +70,18 @@ def test_a_class_unknown_to_training_is_one_line(run_dir: Path, tmp_path: Path) 
     (tmp_path / "x" / "test" / "whistle").mkdir()
     with pytest.raises(DataError, match="whistle"):
         read_folder(tmp_path / "x", "test", classes=("beep", "buzz", "hum"))
+
+
+def test_a_folder_task_without_its_folder_is_one_line() -> None:
+    from hib.config import Config
+    from hib.tasks.base import make_task
+
+    config = Config()
+    config.task = "folder"
+    with pytest.raises(DataError, match="task folder needs data.root") as info:
+        make_task(config).root()
+    assert "\n" not in str(info.value)
+    config.data.root = "/no/such/folder"  # other tasks: data.root must exist
+    config.task = "sid"
+    with pytest.raises(DataError, match="data folder not found: /no/such/folder"):
+        make_task(config).root()
