@@ -250,6 +250,11 @@ ROWS = [
     ),
     Row("class-folder-without-clips", _empty_class_folder, "no training clips of keyword 'left'"),
     Row(
+        "split-without-clips",
+        lambda c: ((c.corpus / "testing_list.txt").write_text(""), c.eval())[1],
+        lambda c: f"{c.corpus}: split 'test' has no clips",
+    ),
+    Row(
         "list-file-names-a-missing-clip",
         _missing_listed_clip,
         lambda c: f"{c.corpus / 'testing_list.txt'}: names 1 missing clip(s)",

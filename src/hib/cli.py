@@ -115,6 +115,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         raise HibError(f"--split {args.split!r}: task {run.task.name} has {', '.join(names)}")
     data = Path(args.data) if args.data else run.splits.root
     dataset = run.task.read_split(data, args.split)
+    if len(dataset) == 0:  # a metric of nothing (NaN) is not an answer
+        raise HibError(f"{data}: split {args.split!r} has no clips")
     mask = run.mask_for(args.method, args.ratio) if args.method else None
     result = run.evaluate(dataset, mask, progress=not args.json).to_dict()
     if args.json:
