@@ -322,6 +322,16 @@ ROWS = [
         lambda c: ["score", str(c.run), "--method", "nope"],
         "unknown method 'nope'",
     ),
+    Row(
+        "compare-option-malformed",
+        lambda c: ["compare", str(c.run), "--methods", "attattr", "--option", "attattr=3"],
+        "--option 'attattr=3': expected METHOD.OPTION=VALUE",
+    ),
+    Row(
+        "compare-option-unknown",
+        lambda c: ["compare", str(c.run), "--methods", "attattr", "--option", "attattr.stpes=3"],
+        "method 'attattr' has no option 'stpes'",
+    ),
     # run folders
     Row(
         "run-folder-missing",

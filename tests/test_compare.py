@@ -5,6 +5,7 @@ import json
 import pytest
 
 from hib.compare import compare, format_table
+from hib.errors import HibError
 from hib.pipeline import Run
 from hib.report import write_report
 from hib.report.html import by_auc
@@ -40,3 +41,27 @@ def test_compare_writes_the_table_and_the_report(run_dir):  # noqa: F811
     section = html[html.index("Comparison of every method") :]
     rows = [section.index(f"<tr><th>{name}</th>") for name in order]
     assert rows == sorted(rows)
+
+
+def test_one_methods_own_options_reach_it_and_its_row(run_dir):  # noqa: F811
+    run = Run(run_dir, progress=False)
+    options = {"attattr": {"steps": 2}}
+    table = compare(run, ["attattr"], seeds=1, clips=4, ratios=[0, 0.5], method_options=options)
+    assert table["attattr"]["steps"] == 2
+    assert "steps" not in table["ablation"]  # only the method named gets the option
+    full = compare(run, ["attattr"], seeds=1, clips=4, ratios=[0, 0.5])
+    assert "steps" not in full["attattr"]  # its own default (20), not recorded as an override
+    assert full["attattr"]["scores"] != table["attattr"]["scores"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"hib": {"beta": 0.1}}, "options for hib: not among the compared methods"),
+        ({"attattr": {"stpes": 2}}, "method 'attattr' has no option 'stpes'"),
+    ],
+)
+def test_options_for_a_method_not_compared_or_unknown_are_one_line(run_dir, options, message):  # noqa: F811
+    run = Run(run_dir, progress=False)
+    with pytest.raises(HibError, match=message):
+        compare(run, ["attattr"], seeds=1, clips=4, ratios=[0, 0.5], method_options=options)

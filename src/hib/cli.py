@@ -226,8 +226,31 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
     methods = None if args.methods == "all" else args.methods.split(",")
     run = _compensating(Run(args.run_dir), args)
-    table = compare(run, methods, seeds=args.seeds, clips=args.clips, compensate=args.compensate)
+    table = compare(
+        run,
+        methods,
+        seeds=args.seeds,
+        clips=args.clips,
+        compensate=args.compensate,
+        method_options=_method_options(args.option),
+    )
     print(format_table(table, run.metric))
+
+
+def _method_options(items: list[str]) -> dict[str, dict]:
+    """`--option attattr.steps=10 ...` -> {"attattr": {"steps": 10}} (values read as YAML)."""
+    import yaml
+
+    options: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not (sep and dot and method and name):
+            raise HibError(
+                f"--option {item!r}: expected METHOD.OPTION=VALUE, e.g. attattr.steps=10"
+            )
+        options.setdefault(method, {})[name] = yaml.safe_load(value)
+    return options
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -424,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--seeds", type=int, default=3)
     comp.add_argument(
         "--clips", type=int, help="training clips per scoring (default: ks 500, asr 200)"
+    )
+    comp.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="METHOD.OPTION=VALUE",
+        help="one method's own option, e.g. attattr.steps=10 (repeatable)",
     )
     _add_compensate(comp, "sweep every method's masks (an AUC column of its own)")
     comp.set_defaults(func=_cmd_compare)

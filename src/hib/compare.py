@@ -28,6 +28,7 @@ from scipy.stats import spearmanr
 
 from hib.compensate import check_kind
 from hib.downstream import ACCURACY
+from hib.errors import HibError
 from hib.methods import METHODS
 from hib.pipeline import Run, mean_curve
 from hib.prune import curve_area, parse_ratios, sweep
@@ -66,11 +67,14 @@ def compare(
     ratios: list[float] = SWEEP,
     min_steps: int | None = None,
     compensate: str | None = None,
+    method_options: dict[str, dict[str, Any]] | None = None,
 ) -> dict:
     """Run the comparison into results.json["comparison"]; returns the per-method table.
     `clips`: training clips per scoring (None: the task's default); `min_steps`: the fitted
     methods' step floor (HeadMethod.passes; None: theirs), the same for every method;
-    `compensate`: also sweep every method's masks compensated (run.compensate_clips clips)."""
+    `compensate`: also sweep every method's masks compensated (run.compensate_clips clips);
+    `method_options`: one method's own options by name (e.g. {"attattr": {"steps": 10}}),
+    recorded in its row."""
     if compensate is not None:
         check_kind(compensate)
     clips = run.task.compare_clips if clips is None else clips
@@ -78,12 +82,16 @@ def compare(
     names = methods or sorted(METHODS)
     if "ablation" not in names:
         names = [*names, "ablation"]
+    strays = sorted(set(method_options or {}) - set(names))
+    if strays:
+        raise HibError(f"options for {', '.join(strays)}: not among the compared methods")
     table: dict[str, dict[str, Any]] = {}
     all_scores: dict[str, list[torch.Tensor]] = {}
     for name in names:
         options = _tuned(run, name, clips)
         if min_steps is not None:
             options["min_steps"] = min_steps
+        options.update((method_options or {}).get(name, {}))
         scores, curves, compensated, seconds = [], [], [], []
         for s in range(seeds):
             start = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from hib.errors import HibError
@@ -22,4 +23,9 @@ def method_class(name: str) -> type[HeadMethod]:
 
 
 def get_method(name: str, **options: Any) -> HeadMethod:
-    return method_class(name)(**options)
+    cls = method_class(name)
+    known = {p for c in cls.__mro__[:-1] for p in inspect.signature(c.__init__).parameters}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise HibError(f"method '{name}' has no option {', '.join(map(repr, unknown))}")
+    return cls(**options)
