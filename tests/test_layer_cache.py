@@ -138,3 +138,48 @@ def test_physical_sweep_equals_masked_sweep(tiny_upstream: Upstream):
     fast = sweep(model, data, scores, ratios, cache=LayerCache())
     slow = sweep(model, data, scores, ratios, evaluate_masked=masked)
     assert fast == slow
+
+
+def test_a_nested_mask_resumes_from_the_last_ones_states(tiny_upstream: Upstream, monkeypatch):
+    """The sweep's next mask differs from the last one only in the last layer: it runs that
+    layer alone, and its raw states equal a fresh evaluation's bit for bit."""
+    model, data = _model(tiny_upstream), _data(6)
+    n_layers = model.heads().n_layers
+    first = torch.ones(model.heads().shape, dtype=torch.bool)
+    first[0, 0] = False
+    nested = first.clone()
+    nested[-1, 0] = False
+    cache = LayerCache()
+    predict(model, data, batch_size=4, mask=first, cache=cache)
+    layers_run = []
+    run_layer = type(model.upstream).run_layer
+    monkeypatch.setattr(
+        type(model.upstream),
+        "run_layer",
+        lambda self, index, hidden: layers_run.append(index) or run_layer(self, index, hidden),
+    )
+    resumed = predict(model, data, batch_size=4, mask=nested, cache=cache)
+    assert set(layers_run) == {n_layers - 1}  # only the layer where the masks differ
+    entry = next(iter(cache._entries.values()))
+    fresh = LayerCache()
+    expected = predict(model, data, batch_size=4, mask=nested, cache=fresh)
+    assert torch.equal(resumed[0], expected[0])
+    kept = next(iter(fresh._entries.values())).last
+    assert torch.equal(entry.last.mask, nested) and len(entry.last.states) == len(kept.states)
+    for ours, theirs in zip(entry.last.states, kept.states, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    # a mask that differs from the last one at layer 0 starts from the unmasked inputs again
+    layers_run.clear()
+    predict(model, data, batch_size=4, mask=~first | ~nested, cache=cache)
+    assert min(layers_run) == 0
+
+
+def test_no_room_for_the_last_masks_states_keeps_none(tiny_upstream: Upstream):
+    model, data = _model(tiny_upstream), _data(6)
+    entry = LayerCache().get(model, data, "float32", batch_size=4)
+    cache = LayerCache(budget_bytes=entry.nbytes + 1)  # every layer input, nothing more
+    mask = MASKS["one head of the first"](model.heads().shape)
+    expected = predict(model, data, batch_size=4, mask=mask)[0]
+    assert torch.equal(predict(model, data, batch_size=4, mask=mask, cache=cache)[0], expected)
+    entry = next(iter(cache._entries.values()))
+    assert entry.depth == model.heads().n_layers and entry.last is None

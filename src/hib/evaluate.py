@@ -2,9 +2,10 @@
 
 A masked evaluation runs the *physically* pruned model (heads.Heads.prune: the same outputs as
 the mean-fill mask within float rounding, and fewer operations), and with a `LayerCache` it
-starts from the deepest unmasked layer input the mask cannot change. A `Compensation`
-(hib.compensate) is folded into that pruned copy; it leaves the layers before the mask's first
-change as they are, so the cache serves it too.
+starts from the deepest unmasked layer input the mask cannot change, or deeper, from the last
+mask evaluated on the same clips where the two masks agree further (a sweep's nested masks).
+A `Compensation` (hib.compensate) is folded into that pruned copy; it leaves the layers before
+the mask's first change as they are, so the cache serves it too.
 """
 
 from __future__ import annotations
@@ -110,7 +111,22 @@ def predict(
         entry = cache.get(model, dataset, precision, batch_size)
     if entry is None:
         return _predict(runner, _layer0_batches(runner, dataset, batch_size), progress, precision)
-    return _predict(runner, entry.batches(first_changed_layer(model, mask)), progress, precision)
+    first = first_changed_layer(model, mask)
+    if mask is None or compensation is not None or first == entry.depth:
+        # unmasked, compensated (a compensation re-solves every layer from the first change
+        # on, so another mask's states are not this one's) or nothing to run: from the entry
+        return _predict(runner, entry.batches(first), progress, precision)
+    last = entry.last
+    shared = -1 if last is None else last.shared_layers(mask, model.heads().kept)
+    if shared > min(first, entry.depth):  # the last mask's states reach deeper: resume there
+        pairs = zip(last.states, entry.extras, strict=True)
+        batches = ((states[: shared + 1], b) for states, b in pairs)
+    else:
+        batches = entry.batches(first)
+    raw: list[list[torch.Tensor]] = []
+    predictions = _predict(runner, batches, progress, precision, keep=raw)
+    cache.remember(entry, mask, raw)
+    return predictions
 
 
 def _layer0_batches(model: TaskModel, dataset: Dataset, batch_size: int) -> Iterator[tuple]:
@@ -119,14 +135,22 @@ def _layer0_batches(model: TaskModel, dataset: Dataset, batch_size: int) -> Iter
 
 
 def _predict(
-    model: TaskModel, batches: Iterable[tuple], progress: bool, precision: str
+    model: TaskModel,
+    batches: Iterable[tuple],
+    progress: bool,
+    precision: str,
+    keep: list[list[torch.Tensor]] | None = None,
 ) -> tuple[list[Any], list[Batch]]:
-    """Finish each batch's forward from its known layer inputs; (predictions, batches)."""
+    """Finish each batch's forward from its known layer inputs; (predictions, batches). With
+    `keep`, each batch's raw states (inputs of layers 0..n_layers) are appended to it."""
     preds, seen = [], []
+    upstream = model.upstream
     with autocast(precision):
         for states, batch in tqdm(batches, desc="eval", disable=not progress, leave=False):
-            hidden = model.upstream.forward_from(states).hidden_states
-            preds.append(model.predict(hidden, batch))
+            raw = upstream.run_layers(states)
+            if keep is not None:
+                keep.append(raw)
+            preds.append(model.predict(upstream.reported(raw), batch))
             seen.append(batch)
     return preds, seen
 

@@ -6,7 +6,9 @@ convolutions -> layer-0 input part (a quarter of a Whisper tiny.en forward) neve
 `LayerCache` keeps, per fixed clip set (a validation or test split with its deterministic
 degradations), the unmasked raw layer inputs of every batch, so `hib.evaluate` starts each
 masked forward from the deepest input the mask leaves unchanged; the clips are not even read
-again.
+again. It also keeps the raw states of the last mask evaluated on the set (`MaskedStates`): a
+sweep's masks are nested, so the next one usually differs from it only from a deeper layer
+than from the unmasked model, and starts there.
 
 Entries are keyed by a hash of the clips (their samples and everything else a batch carries),
 of the upstream (its name, kept heads, parameters and buffers) and of the precision, so a change
@@ -46,10 +48,12 @@ class CachedSet:
     extras: list[Batch]  # per batch, its targets and lengths (the waveforms are not kept)
     states: list[list[torch.Tensor]] = field(default_factory=list)  # empty when on disk
     path: Path | None = None
+    last: MaskedStates | None = None  # the last mask evaluated on the set, to resume from
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for batch in self.states for t in batch)
+        last = self.last.nbytes if self.last is not None else 0
+        return _nbytes(self.states) + last
 
     def batches(self, first_changed: int) -> Iterator[tuple[list[torch.Tensor], Batch]]:
         """(layer inputs 0..k, batch without waveforms) per batch, k = the deepest unchanged
@@ -62,6 +66,32 @@ class CachedSet:
         with safe_open(str(self.path), framework="pt") as f:
             for i, extras in enumerate(self.extras):
                 yield [f.get_tensor(f"b{i}")], extras
+
+
+@dataclass
+class MaskedStates:
+    """A mask's raw states on a clip set (per batch, inputs of layers 0..n_layers): a sweep's
+    next mask, which differs from it only from some layer on, starts from there."""
+
+    mask: torch.Tensor  # (L, H) bool on the upstream's grid
+    states: list[list[torch.Tensor]]
+
+    @property
+    def nbytes(self) -> int:
+        return _nbytes(self.states)
+
+    def shared_layers(self, mask: torch.Tensor, kept: list[list[int]]) -> int:
+        """Layers, from the first, where `mask` keeps the same heads as this one (n_layers:
+        all), i.e. the deepest layer input the two masks' forwards share."""
+        for layer, heads in enumerate(kept):
+            if not torch.equal(mask[layer, heads].bool(), self.mask[layer, heads]):
+                return layer
+        return len(kept)
+
+
+def _nbytes(states: list[list[torch.Tensor]]) -> int:
+    # a resumed forward's unchanged inputs are the source's tensors: counted twice, to be safe
+    return sum(t.numel() * t.element_size() for batch in states for t in batch)
 
 
 def _tensor_digest(digest: Any, tensor: torch.Tensor) -> None:
@@ -130,6 +160,15 @@ class LayerCache:
         if entry is not None:
             self._entries[clips] = entry
         return entry
+
+    def remember(self, entry: CachedSet, mask: torch.Tensor, states: list[list[torch.Tensor]]):
+        """Keep `mask`'s raw states as `entry`'s resume point where the budget allows (an
+        entry with every layer input in memory only), replacing the previous mask's."""
+        entry.last = None
+        if entry.path is not None or entry.depth == 0:
+            return
+        if self.nbytes + _nbytes(states) <= self.budget_bytes:
+            entry.last = MaskedStates(mask.detach().bool().clone(), states)
 
     def _clips(self, model: TaskModel, dataset: Dataset, batch_size: int) -> str:
         """Digest of the clips as batched; read once per dataset object. The batches are not

@@ -147,8 +147,11 @@ class Upstream(nn.Module):
         recorded = self.attention_blocks()[first:] if output_attentions else []
         with _recorded_attentions([b.module for b in recorded]) as attentions:
             states = self.run_layers(states, output_attentions)
-        hidden = [*states[:-1], self.finish(states[-1])]
-        return UpstreamOutput(hidden, attentions if output_attentions else None)
+        return UpstreamOutput(self.reported(states), attentions if output_attentions else None)
+
+    def reported(self, states: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The hidden states a forward reports from its n_layers + 1 raw states."""
+        return [*states[:-1], self.finish(states[-1])]
 
     def forward(self, waveforms: torch.Tensor, output_attentions: bool = False) -> UpstreamOutput:
         return self.forward_from([self.embed(waveforms)], output_attentions)
