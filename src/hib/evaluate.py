@@ -116,14 +116,14 @@ def predict(
         # unmasked, compensated (a compensation re-solves every layer from the first change
         # on, so another mask's states are not this one's) or nothing to run: from the entry
         return _predict(runner, entry.batches(first), progress, precision)
-    last = entry.last
+    last = entry.last  # only ever kept with every layer input in memory (can_resume)
     shared = -1 if last is None else last.shared_layers(mask, model.heads().kept)
-    if shared > min(first, entry.depth):  # the last mask's states reach deeper: resume there
+    if shared > first:  # the last mask's states reach deeper: resume there
         pairs = zip(last.states, entry.extras, strict=True)
         batches = ((states[: shared + 1], b) for states, b in pairs)
     else:
         batches = entry.batches(first)
-    raw: list[list[torch.Tensor]] = []
+    raw: list[list[torch.Tensor]] | None = [] if cache.can_resume(entry) else None
     predictions = _predict(runner, batches, progress, precision, keep=raw)
     cache.remember(entry, mask, raw)
     return predictions

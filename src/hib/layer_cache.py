@@ -161,14 +161,21 @@ class LayerCache:
             self._entries[clips] = entry
         return entry
 
-    def remember(self, entry: CachedSet, mask: torch.Tensor, states: list[list[torch.Tensor]]):
-        """Keep `mask`'s raw states as `entry`'s resume point where the budget allows (an
-        entry with every layer input in memory only), replacing the previous mask's."""
-        entry.last = None
+    def can_resume(self, entry: CachedSet) -> bool:
+        """Whether `entry` may keep a mask's raw states: every layer input of it is in memory,
+        and the budget has room for as many again (a mask's states have the same shapes),
+        besides the previous mask's, which they replace."""
         if entry.path is not None or entry.depth == 0:
-            return
-        if self.nbytes + _nbytes(states) <= self.budget_bytes:
-            entry.last = MaskedStates(mask.detach().bool().clone(), states)
+            return False
+        others = self.nbytes - (entry.last.nbytes if entry.last is not None else 0)
+        return others + _nbytes(entry.states) <= self.budget_bytes
+
+    def remember(
+        self, entry: CachedSet, mask: torch.Tensor, states: list[list[torch.Tensor]] | None
+    ) -> None:
+        """`mask`'s raw states (None: not kept, `can_resume`) become `entry`'s resume point,
+        replacing the previous mask's."""
+        entry.last = None if states is None else MaskedStates(mask.detach().bool().clone(), states)
 
     def _clips(self, model: TaskModel, dataset: Dataset, batch_size: int) -> str:
         """Digest of the clips as batched; read once per dataset object. The batches are not
