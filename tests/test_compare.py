@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from hib.cli import main
 from hib.compare import compare, format_table
 from hib.errors import HibError
 from hib.pipeline import Run
@@ -65,3 +66,10 @@ def test_options_for_a_method_not_compared_or_unknown_are_one_line(run_dir, opti
     run = Run(run_dir, progress=False)
     with pytest.raises(HibError, match=message):
         compare(run, ["attattr"], seeds=1, clips=4, ratios=[0, 0.5], method_options=options)
+
+
+def test_the_cli_option_reaches_the_method(run_dir):  # noqa: F811
+    args = ["compare", str(run_dir), "--methods", "attattr", "--seeds", "1", "--clips", "4"]
+    assert main([*args, "--option", "attattr.steps=2"]) == 0
+    row = json.loads((run_dir / "results.json").read_text())["comparison"]["methods"]["attattr"]
+    assert row["steps"] == 2 and isinstance(row["steps"], int)  # read as YAML, not as text

@@ -238,19 +238,18 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
 
 def _method_options(items: list[str]) -> dict[str, dict]:
-    """`--option attattr.steps=10 ...` -> {"attattr": {"steps": 10}} (values read as YAML)."""
-    import yaml
+    """`--option attattr.steps=10 ...` -> {"attattr": {"steps": 10}}: dotted overrides, as
+    for configs (hib.config.parse_overrides), with a method where a config has a section."""
+    from hib.config import parse_overrides
 
-    options: dict[str, dict] = {}
     for item in items:
-        key, sep, value = item.partition("=")
+        key, sep, _ = item.partition("=")
         method, dot, name = key.partition(".")
         if not (sep and dot and method and name):
             raise HibError(
                 f"--option {item!r}: expected METHOD.OPTION=VALUE, e.g. attattr.steps=10"
             )
-        options.setdefault(method, {})[name] = yaml.safe_load(value)
-    return options
+    return parse_overrides(items)
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
