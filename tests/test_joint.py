@@ -3,6 +3,7 @@ scores and on two tiny trained runs (SID, IC) on one tiny Whisper."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -14,7 +15,15 @@ import torch
 from hib.cli import main
 from hib.errors import ConfigError
 from hib.io import write_json
-from hib.joint import combine_scores, joint_prune, joint_ranking, kept_share
+from hib.joint import (
+    POWERS,
+    best_combine,
+    combine_scores,
+    joint_prune,
+    joint_ranking,
+    kept_share,
+    validation_table,
+)
 from hib.pipeline import Run
 from hib.prune import prune_mask
 from hib.results import update_results
@@ -55,6 +64,28 @@ def test_ranks_not_units_and_ties_broken_by_the_mean() -> None:
     assert _kept(prune_mask(ranking, 3)) == {(0, 1)}
     with pytest.raises(ConfigError, match="combine 'median'"):
         combine_scores(list(SCORES.values()), "median")
+    with pytest.raises(ConfigError, match="chosen on validation"):
+        combine_scores(list(SCORES.values()), "validated")
+
+
+def test_power_means_run_from_the_mean_to_the_max() -> None:
+    grids = list(np.random.default_rng(0).normal(size=(3, 4, 6)))
+    combined = [combine_scores(grids, c) for c in ("mean", "power2", "power4", "max")]
+    for lower, higher in itertools.pairwise(combined):
+        assert (lower <= higher + 1e-12).all() and (lower < higher).any()
+    assert combined[0] == pytest.approx(np.mean([combine_scores([g], "mean") for g in grids], 0))
+
+
+def test_best_combine_serves_the_worst_served_task() -> None:
+    table = {
+        "max": {"worst": 0.80, "mean": 0.95},
+        "power4": {"worst": 0.90, "mean": 0.91},
+        "power2": {"worst": 0.90, "mean": 0.93},
+        "mean": {"worst": 0.85, "mean": 0.99},
+    }
+    assert best_combine(table) == "power2"  # worst first, then the mean
+    table["power4"]["mean"] = 0.93
+    assert best_combine(table) == "power4"  # then the order of POWERS, from max down
 
 
 def test_kept_share() -> None:
@@ -133,7 +164,9 @@ def test_joint_prune_on_two_tiny_runs(runs: Path, capsys) -> None:
     printed = capsys.readouterr().out
     assert "kept share" in printed and "ic" in printed
     joint = json.loads((runs / "results.json").read_text())["joint"]
-    assert joint["tasks"] == ["sid", "ic"] and joint["combine"] == "max"
+    assert joint["tasks"] == ["sid", "ic"] and set(joint["validation"]) == set(POWERS)
+    assert joint["combine"] == best_combine(joint["validation"])  # "validated", the default
+    assert "chosen on validation" in printed
     assert np.shape(joint["scores"]) == (2, 4)
     for task in ("sid", "ic"):
         results = json.loads((runs / task / "results.json").read_text())
@@ -151,12 +184,17 @@ def test_joint_prune_on_two_tiny_runs(runs: Path, capsys) -> None:
 
 
 def test_kept_share_is_joint_over_own_retention(runs: Path, monkeypatch) -> None:
-    """A stand-in test metric (0.8 x the share of the task's needed heads kept), so the joint
-    and own masks differ and every number can be worked out by hand."""
+    """A stand-in metric (0.8 x the share of the task's needed heads kept), so the joint and
+    own masks differ and every number can be worked out by hand."""
     needed = {task: torch.tensor(scores) > 4.5 for task, scores in HAND.items()}
-    metric = lambda run, mask: 0.8 * float(mask[needed[run.task.name]].float().mean())  # noqa: E731
-    monkeypatch.setattr(Run, "test_metric", metric)
-    record = joint_prune({"sid": runs / "sid", "ic": runs / "ic"}, runs / "out", "hib", [0, 0.5])
+
+    def metric(run: Run, split: str, mask: torch.Tensor, compensate: None = None) -> float:
+        return 0.8 * float(mask[needed[run.task.name]].float().mean())
+
+    monkeypatch.setattr(Run, "split_metric", metric)
+    tasks = {"sid": runs / "sid", "ic": runs / "ic"}
+    record = joint_prune(tasks, runs / "out", "hib", [0, 0.5], "max")
+    assert "validation" not in record  # a combination given is not chosen again
     # max of ranks keeps (0, 0) and (1, 3) (rank 1), then (0, 1) and (1, 2) (6/7)
     assert np.array(record["scores"]) == pytest.approx(np.array([[7, 6, 5, 4], [4, 5, 6, 7]]) / 7)
     for task in ("sid", "ic"):
@@ -169,3 +207,28 @@ def test_kept_share_is_joint_over_own_retention(runs: Path, monkeypatch) -> None
     assert mean["tasks"] == ["sid", "ic"] and mean["combine"] == "mean"
     stored = json.loads((runs / "out" / "results.json").read_text())["joint"]
     assert stored["ratios"] == [0.5] and stored["combine"] == "mean"  # replaced, not merged
+
+
+def test_the_combination_is_chosen_on_validation_only(runs: Path, monkeypatch) -> None:
+    """Validation says: sid needs (0, 0) alone, ic needs all of layer 1; test says nothing
+    (a constant), so only a choice made on validation can come out of it."""
+    needed = {"sid": torch.zeros(2, 4, dtype=torch.bool), "ic": torch.zeros(2, 4, dtype=torch.bool)}
+    needed["sid"][0, 0], needed["ic"][1] = True, True
+    splits: set[str] = set()
+
+    def metric(run: Run, split: str, mask: torch.Tensor, compensate: None = None) -> float:
+        splits.add(split)
+        return 0.8 * float(mask[needed[run.task.name]].float().mean()) if split != "test" else 0.5
+
+    monkeypatch.setattr(Run, "split_metric", metric)
+    tasks = {name: Run(runs / name, progress=False) for name in ("sid", "ic")}
+    grids = [np.array(HAND["sid"]), np.array(HAND["ic"])]
+    table = validation_table(tasks, "hib", grids, [0.25, 0.5])
+    assert splits == {"validation"} and set(table) == set(POWERS)
+    for rec in table.values():
+        shares = rec["kept_share"]
+        assert rec["worst"] == pytest.approx(np.mean(np.minimum(shares["sid"], shares["ic"])))
+    dirs = {name: runs / name for name in tasks}
+    record = joint_prune(dirs, runs / "out2", "hib", [0.25, 0.5])
+    assert record["combine"] == best_combine(record["validation"])
+    assert all(p["joint"] == 0.5 for p in record["points"]["sid"])  # test only reports

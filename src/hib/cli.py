@@ -205,9 +205,12 @@ def _cmd_joint_prune(args: argparse.Namespace) -> None:
         raise HibError(f"--tasks {args.tasks!r}: name at least 2 different tasks, e.g. ks,asr")
     root = Path(args.run_dir)
     ratios = list(DEFAULT_RATIOS) if args.ratios is None else parse_ratios(args.ratios)
-    combine = args.combine or "max"
+    combine = args.combine or "validated"
     record = joint_prune({t: root / t for t in tasks}, root, args.method, ratios, combine)
-    print(f"{args.method} scores of {', '.join(tasks)} combined by the {combine}:")
+    chosen = " (chosen on validation)" if "validation" in record else ""
+    print(
+        f"{args.method} scores of {', '.join(tasks)} combined by the {record['combine']}{chosen}:"
+    )
     print(f"  {'task':>8s} {'metric':>8s} {'ratio':>5s} {'joint':>8s} {'own':>8s} kept share")
     for task in tasks:
         name = record["metrics"][task]["name"]
@@ -428,8 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument(
         "--combine",
-        choices=["max", "mean"],
-        help="with --tasks: how the tasks' score ranks combine (default max)",
+        choices=["validated", "max", "power4", "power2", "mean"],
+        help="with --tasks: how the tasks' score ranks combine (default validated: the power "
+        "mean of the ranks that serves the worst-served task best on validation, hib.joint)",
     )
     prune.add_argument("--fill", choices=["mean", "zero"], help="default: the run's heads.fill")
     prune.add_argument("--min-heads-per-layer", type=int, default=0)

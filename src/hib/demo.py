@@ -189,6 +189,7 @@ def run_demo(out: Path, quick: bool = False, tasks: Sequence[str] = TASKS) -> di
         record = compare_tasks([out / task for task in tasks], out)
         _step("tasks together: one joint mask (hib scores) against each task's own")
         joint = joint_prune({task: out / task for task in tasks}, out, ratios=JOINT_RATIOS)
+        print(f"  ranks combined by the {joint['combine']} (chosen on the validation splits)")
         for task, points in joint["points"].items():
             shares = "  ".join(f"{p['ratio']:.0%}: {_share(p['kept_share'])}" for p in points)
             print(f"  {task}: kept share of its own mask {shares}")

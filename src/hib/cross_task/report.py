@@ -174,13 +174,33 @@ def _joint_section(joint: dict, out: Path) -> str:
         for p in joint["points"][task]
     ]
     figure = joint_figure(joint, out / "joint.png")
-    return f"""<h2>One pruning for every task ({html.escape(joint["method"])},
-{html.escape(joint["combine"])})</h2>
-<p>Each task's {html.escape(joint["method"])} scores rank-normalised to [0, 1], combined over
-the tasks by the {html.escape(joint["combine"])} (max: a head stays if any task ranks it high),
-one mask per pruned fraction. Kept share: the retention with the joint mask divided by the
+    method, combine = html.escape(joint["method"]), html.escape(joint["combine"])
+    return f"""<h2>One pruning for every task ({method}, {combine})</h2>
+<p>Each task's {method} scores rank-normalised to [0, 1], combined over the tasks by a power
+mean of the ranks (mean; power2, power4; max: a head stays if any task ranks it high), one
+mask per pruned fraction. Kept share: the retention with the joint mask divided by the
 retention with the task's own mask (100 % = the joint mask costs the task nothing).</p>
+{_validation_table(joint)}
 {_html_table(["task", "pruned", "joint", "own", "kept share"], rows)}{_img(figure)}"""
+
+
+def _validation_table(joint: dict) -> str:
+    """The combinations' kept shares on validation, where the combination was chosen there."""
+    table = joint.get("validation")
+    if not table:
+        return ""
+    ratios = ", ".join(f"{100 * r:.0f}" for r in joint["ratios"])
+    rows = [
+        [("\u2713 " if c == joint["combine"] else "") + c]  # _html_table escapes it
+        + [_pct(rec["worst"]), _pct(rec["mean"])]
+        + [" / ".join(_pct(v) for v in rec["kept_share"][t]) for t in joint["tasks"]]
+        for c, rec in table.items()
+    ]
+    head = ["combination", "worst-served task", "mean", *joint["tasks"]]
+    return f"""<p>The combination was chosen on the tasks' validation splits (the test split
+below only reports it): the largest mean, over the pruned fractions ({ratios} %), of the
+smallest kept share over the tasks.</p>
+{_html_table(head, rows)}"""
 
 
 def write_cross_report(out: Path) -> Path:
