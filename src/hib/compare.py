@@ -157,6 +157,7 @@ def _cells(
     """Each (method, seed) cell's scores, seconds and curves; with several processes
     (hib.distributed) each computes every size-th cell on its own, and all get every cell."""
     world = run.world
+    run.split("test")  # loaded by every process at once (Run.splits), before the cells part
     mine = {}
     for name, s in grid[world.rank :: world.size]:
         start = time.perf_counter()
