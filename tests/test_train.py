@@ -24,21 +24,23 @@ def setup(tmp_path_factory):
     return corpus.root, upstream_dir / "tiny-whisper"
 
 
-def _config(setup, *extra):
+def overrides(setup, *extra) -> list[str]:
+    """The tiny run's config overrides (`hib train` arguments)."""
     root, upstream = setup
-    return load_config(
-        None,
-        [
-            f"data.root={root}",
-            f"upstream.name={upstream}",
-            "refit.clips=32",
-            "train.batch_size=8",
-            "train.epochs=2",
-            "train.lr=0.01",
-            "heads.stats_clips=16",
-            *extra,
-        ],
-    )
+    return [
+        f"data.root={root}",
+        f"upstream.name={upstream}",
+        "refit.clips=32",
+        "train.batch_size=8",
+        "train.epochs=2",
+        "train.lr=0.01",
+        "heads.stats_clips=16",
+        *extra,
+    ]
+
+
+def _config(setup, *extra):
+    return load_config(None, overrides(setup, *extra))
 
 
 def test_train_writes_a_complete_run(setup, tmp_path):

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from hib.distributed import Part
 from hib.heads import Heads
 
 SIGMA_FLOOR = 0.01
@@ -29,6 +30,17 @@ def gaussian_kl(c_tilde: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """Elementwise KL( N(lam c~, (1-lam)^2) || N(0,1) ), in nats."""
     one_minus = (1 - lam).clamp(min=1e-6)
     return 0.5 * ((lam * c_tilde) ** 2 + one_minus**2 - 1 - 2 * torch.log(one_minus))
+
+
+def _noise(ctx: torch.Tensor, generator: torch.Generator | None, part: Part | None):
+    """eps like `ctx`; for a process's part of a global batch, its rows of the draw for the
+    whole batch (the last ones for a stand-in), so the noise is the one a single process
+    draws (for clips of equal length; padded ones differ in the frames drawn)."""
+    if part is None:
+        return torch.randn(ctx.shape, generator=generator, dtype=ctx.dtype)
+    whole = torch.randn((part.total, *ctx.shape[1:]), generator=generator, dtype=ctx.dtype)
+    start = part.start if part.count else part.total - len(ctx)
+    return whole[start : start + len(ctx)]
 
 
 class HeadBottleneck(nn.Module):
@@ -43,6 +55,7 @@ class HeadBottleneck(nn.Module):
         self.register_buffer("sigma", heads.stats.std.clamp(min=SIGMA_FLOOR))
         self.alpha = nn.Parameter(torch.full_like(self.mu, alpha_init))
         self._capacity: list[torch.Tensor | None] = []
+        self._part: Part | None = None
 
     def lambdas(self) -> torch.Tensor:
         return torch.sigmoid(self.alpha)
@@ -52,7 +65,7 @@ class HeadBottleneck(nn.Module):
         mu, sigma = self.mu[layer, kept], self.sigma[layer, kept]  # (h, d)
         lam = torch.sigmoid(self.alpha[layer, kept])
         c_tilde = (ctx - mu) / sigma
-        eps = torch.randn(ctx.shape, generator=generator, dtype=ctx.dtype)
+        eps = _noise(ctx, generator, self._part)
         z_tilde = lam * c_tilde + (1 - lam) * eps
         kl = gaussian_kl(c_tilde, lam).sum(-1)  # (B, T, h)
         cap = torch.zeros(self.heads.n_heads, dtype=ctx.dtype)
@@ -61,9 +74,13 @@ class HeadBottleneck(nn.Module):
         return sigma * z_tilde + mu
 
     @contextmanager
-    def attached(self, generator: torch.Generator | None = None) -> Iterator[HeadBottleneck]:
-        """While inside, every forward of the upstream runs through the bottleneck."""
+    def attached(
+        self, generator: torch.Generator | None = None, part: Part | None = None
+    ) -> Iterator[HeadBottleneck]:
+        """While inside, every forward of the upstream runs through the bottleneck; `part`:
+        the rows of a global batch the forward's clips are (hib.distributed)."""
         self._capacity = [None] * self.heads.n_layers
+        self._part = part
         with self.heads.replace_context(lambda layer, ctx: self._apply(layer, ctx, generator)):
             yield self
 

@@ -3,6 +3,10 @@
 Every user mistake ends as one line `error: ...` and exit status 2; anything else is a bug.
 Besides HibError, that covers bad arguments and the OSErrors a user causes (no space, a
 read-only or missing place): see `_user_oserror`.
+
+Under a launcher (`accelerate launch -m hib ...`: hib.distributed) `train`, `score` and
+`compare` run data-parallel over its processes, the main one printing and writing; the other
+commands refuse to run in several processes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from hib.errors import HibError
 from hib.io import WRITE_ERRNOS
 
 USER_ERRNOS = WRITE_ERRNOS | {errno.ENOENT}
+DATA_PARALLEL = ("train", "score", "compare")  # the commands several processes share
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,13 +93,16 @@ def _cmd_upstream_check(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from hib.config import load_config
+    from hib.distributed import world
     from hib.train import train
 
     config = load_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / (Path(args.config).stem if args.config else "default"))
-    results = train(config, out, resume=args.resume)
+    job = world()
+    results = train(config, out, resume=args.resume, progress=job.is_main, world=job)
     name = results["metric"]["name"]
-    print(f"test {name} {results[name]:.4f}  (run folder: {out})")
+    if job.is_main:
+        print(f"test {name} {results[name]:.4f}  (run folder: {out})")
 
 
 def _cmd_convert_state(args: argparse.Namespace) -> None:
@@ -131,16 +139,22 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 def _cmd_score(args: argparse.Namespace) -> None:
     import inspect
 
+    from hib.distributed import world
     from hib.methods import method_class
     from hib.pipeline import Run
 
-    run = Run(args.run_dir)
+    run = Run(args.run_dir, progress=not args.json, world=world())
     options = {"clips": run.task.score_clips if args.clips is None else args.clips}
     if args.beta is not None:
         if "beta" not in inspect.signature(method_class(args.method)).parameters:
             raise HibError(f"--beta: method {args.method} has no beta")
         options["beta"] = args.beta
     scores = run.score(args.method, **options)
+    if not run.world.is_main:
+        return
+    if args.json:
+        print(json.dumps({"method": args.method, "scores": scores.tolist()}))
+        return
     print(f"{args.method} scores (layers x heads, higher = more important):")
     for layer, row in enumerate(scores.tolist()):
         print(f"  layer {layer}: " + " ".join(f"{v:8.3f}" for v in row))
@@ -225,10 +239,11 @@ def _cmd_joint_prune(args: argparse.Namespace) -> None:
 
 def _cmd_compare(args: argparse.Namespace) -> None:
     from hib.compare import compare, format_table
+    from hib.distributed import world
     from hib.pipeline import Run
 
     methods = None if args.methods == "all" else args.methods.split(",")
-    run = _compensating(Run(args.run_dir), args)
+    run = _compensating(Run(args.run_dir, world=world()), args)
     table = compare(
         run,
         methods,
@@ -237,7 +252,8 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         compensate=args.compensate,
         method_options=_method_options(args.option),
     )
-    print(format_table(table, run.metric))
+    if run.world.is_main:
+        print(format_table(table, run.metric))
 
 
 def _method_options(items: list[str]) -> dict[str, dict]:
@@ -416,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--clips", type=int, help="training clips to score on (default: ks 1000, asr 200)"
     )
+    score.add_argument(
+        "--json", action="store_true", help='only {"method", "scores": [[...]]} on stdout'
+    )
     score.set_defaults(func=_cmd_score)
 
     prune = sub.add_parser("prune", help="prune by a method's scores and measure the metric")
@@ -525,6 +544,22 @@ def _demo_tasks(text: str) -> tuple[str, ...]:
     return tasks
 
 
+def _check_processes(command: str) -> None:
+    """Several processes (a launcher's) for a data-parallel command, or one line; the main
+    process says how many, so a launch that started only one shows."""
+    from hib.distributed import world
+
+    job = world()
+    if job.size == 1:
+        return
+    if command not in DATA_PARALLEL:
+        raise HibError(
+            f"hib {command} runs in one process; under a launcher run {', '.join(DATA_PARALLEL)}"
+        )
+    if job.is_main:
+        print(f"hib {command}: data-parallel over {job.size} processes", file=sys.stderr)
+
+
 def _user_oserror(exc: OSError) -> str | None:
     """One line for an OSError the user caused (and can fix); None for any other (a bug)."""
     if exc.errno not in USER_ERRNOS:
@@ -538,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a bad argument (already reported in one line)
         return exc.code if isinstance(exc.code, int) else 2
     try:
+        _check_processes(args.command)
         args.func(args)
     except HibError as exc:
         print(f"error: {exc}", file=sys.stderr)

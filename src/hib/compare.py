@@ -27,6 +27,7 @@ import torch
 from scipy.stats import spearmanr
 
 from hib.compensate import check_kind
+from hib.distributed import LOCAL
 from hib.downstream import ACCURACY
 from hib.errors import HibError
 from hib.methods import METHODS
@@ -85,25 +86,16 @@ def compare(
     strays = sorted(set(method_options or {}) - set(names))
     if strays:
         raise HibError(f"options for {', '.join(strays)}: not among the compared methods")
+    options = {name: _options(run, name, clips, min_steps, method_options) for name in names}
+    cells = _cells(
+        run, [(n, s) for n in names for s in range(seeds)], clips, options, ratios, compensate
+    )
     table: dict[str, dict[str, Any]] = {}
     all_scores: dict[str, list[torch.Tensor]] = {}
     for name in names:
-        options = _tuned(run, name, clips)
-        if min_steps is not None:
-            options["min_steps"] = min_steps
-        options.update((method_options or {}).get(name, {}))
-        scores, curves, compensated, seconds = [], [], [], []
-        for s in range(seeds):
-            start = time.perf_counter()
-            scores.append(
-                run.compute_scores(name, seed=run.config.seed + s, clips=clips, **options)
-            )
-            seconds.append(time.perf_counter() - start)
-            curves.append(_sweep(run, scores[-1], ratios, None))
-            if compensate is not None:
-                compensated.append(_sweep(run, scores[-1], ratios, compensate))
-            if run.progress:
-                print(f"{name} seed {s}: area {curve_area(curves[-1]):.4f} ({seconds[-1]:.1f} s)")
+        done = [cells[(name, s)] for s in range(seeds)]
+        scores = [torch.tensor(c["scores"]) for c in done]
+        curves = [c["curve"] for c in done]
         areas = [curve_area(c) for c in curves]
         curve = mean_curve(curves)
         all_scores[name] = scores
@@ -115,13 +107,13 @@ def compare(
             "auc_std": float(np.std(areas)),
             **{f"{metric.name}@{int(r * 100)}": metric_at(curve, r) for r in (0.2, 0.4, 0.6)},
             "stability": _stability(scores),
-            "seconds": float(np.mean(seconds)),
+            "seconds": float(np.mean([c["seconds"] for c in done])),
             "seeds": seeds,
             "clips": clips,
-            **options,
+            **options[name],
         }
         if compensate is not None:
-            table[name].update(_compensated_columns(compensated, metric))
+            table[name].update(_compensated_columns([c["compensated"] for c in done], metric))
     reference = torch.stack(all_scores["ablation"]).mean(0)
     for row in table.values():
         row["spearman_ablation"] = _spearman(torch.tensor(row["scores"]), reference)
@@ -133,8 +125,58 @@ def compare(
         "metric": metric.to_dict(),
         "compensate": None if compensate is None else run.compensation_record(compensate),
     }
-    update_results(run.dir, {"comparison": {**summary, "methods": table}})
+    if run.world.is_main:
+        update_results(run.dir, {"comparison": {**summary, "methods": table}})
     return table
+
+
+def _options(
+    run: Run,
+    name: str,
+    clips: int,
+    min_steps: int | None,
+    method_options: dict[str, dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """A method's options in the comparison: tuned (on every process together), the step
+    floor, and its own options."""
+    options = _tuned(run, name, clips)
+    if min_steps is not None:
+        options["min_steps"] = min_steps
+    options.update((method_options or {}).get(name, {}))
+    return options
+
+
+def _cells(
+    run: Run,
+    grid: list[tuple[str, int]],
+    clips: int,
+    options: dict[str, dict[str, Any]],
+    ratios: list[float],
+    compensate: str | None,
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Each (method, seed) cell's scores, seconds and curves; with several processes
+    (hib.distributed) each computes every size-th cell on its own, and all get every cell."""
+    world = run.world
+    run.split("test")  # loaded by every process at once (Run.splits), before the cells part
+    mine = {}
+    for name, s in grid[world.rank :: world.size]:
+        start = time.perf_counter()
+        scores = run.compute_scores(
+            name, seed=run.config.seed + s, clips=clips, world=LOCAL, **options[name]
+        )
+        seconds = time.perf_counter() - start
+        curve = _sweep(run, scores, ratios, None)
+        compensated = None if compensate is None else _sweep(run, scores, ratios, compensate)
+        if run.progress:
+            print(f"{name} seed {s}: area {curve_area(curve):.4f} ({seconds:.1f} s)")
+        mine[f"{name}/{s}"] = {
+            "scores": scores.tolist(),
+            "seconds": seconds,
+            "curve": curve,
+            "compensated": compensated,
+        }
+    gathered = {key: cell for cells in world.gather_json(mine) for key, cell in cells.items()}
+    return {(name, s): gathered[f"{name}/{s}"] for name, s in grid}
 
 
 def _sweep(run: Run, scores: torch.Tensor, ratios: list[float], compensate: str | None):

@@ -10,7 +10,6 @@ IC's thousands of utterances, minutes instead of an hour.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -18,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from hib.distributed import LOCAL, World
 from hib.tasks.base import Batch, EvalResult, TaskModel
 
 
@@ -30,19 +30,33 @@ class ClipFeatures:
     @classmethod
     @torch.no_grad()
     def of(
-        cls, model: TaskModel, dataset: Dataset, batch_size: int, progress: bool, desc: str
+        cls,
+        model: TaskModel,
+        dataset: Dataset,
+        batch_size: int,
+        progress: bool,
+        desc: str,
+        world: World = LOCAL,
     ) -> ClipFeatures:
-        """One forward per clip, in the batches `evaluate` uses (so the same padding)."""
+        """One forward per clip, in the batches `evaluate` uses (so the same padding); with
+        several processes (hib.distributed) each computes a contiguous run of those batches
+        and every process gets them all."""
         model.eval()
+        starts = range(0, len(dataset), batch_size)
+        if len(starts) < world.size:  # too few batches to share out
+            world = LOCAL
+        part = world.part(len(starts))
         features, targets = [], []
-        total = math.ceil(len(dataset) / batch_size)
-        for batch in tqdm(
-            model.batches(dataset, batch_size), total=total, desc=desc, leave=False,
-            disable=not progress,
-        ):  # fmt: skip
+        for start in tqdm(
+            starts[part.start : part.stop], desc=desc, leave=False, disable=not progress
+        ):
+            stop = min(start + batch_size, len(dataset))
+            batch = model.collate([dataset[i] for i in range(start, stop)])
             features.append(model.features(model.upstream(batch.waves).hidden_states, batch))
             targets.append(torch.as_tensor(batch.targets))
-        return cls(torch.cat(features).float(), torch.cat(targets))
+        return cls(
+            world.gather_rows(torch.cat(features).float()), world.gather_rows(torch.cat(targets))
+        )
 
     def __len__(self) -> int:
         return len(self.targets)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hib.distributed import LOCAL, World
 from hib.upstream.base import AttentionBlock, Upstream, mark_unpruned
 
 ContextFn = Callable[[int, torch.Tensor], torch.Tensor]
@@ -188,6 +189,7 @@ class Heads:
         batches: Iterable[Any],
         max_clips: int,
         forward: Callable[[Any], Any] | None = None,
+        world: World = LOCAL,
     ) -> HeadStats:
         """Mean and std of each head's context over up to max_clips clips (Welford, batched).
 
@@ -195,39 +197,58 @@ class Heads:
         waveform batch cut to the clips still wanted). A layer may record several contexts per
         batch (consecutive clips along dim 0, e.g. one decoder pass per transcript); clips past
         max_clips are dropped from the records, and every layer counts its own frames.
+        Batches that are `world`'s parts of global batches (hib.distributed) count the global
+        batch's clips, and the processes' moments are merged at the end.
         """
         shape = (*self.shape, self.head_dim)
         count = torch.zeros(self.n_layers)
         mean, m2 = torch.zeros(shape), torch.zeros(shape)
         seen = 0
         for batch in batches:
+            part = getattr(batch, "part", None)
             wanted = max_clips - seen
-            if forward is None:
-                batch = batch[:wanted]
-            with self.capture() as record:
-                (forward or self.upstream)(batch)
-            record = [_first_clips(entries, wanted) for entries in record]
-            for layer, kept in enumerate(self.kept):
-                if not kept:  # a layer that lost every head records nothing
-                    continue
-                ctx = torch.cat([c.reshape(-1, len(kept), self.head_dim) for c in record[layer]])
-                ctx = ctx.double()
-                n_b = torch.tensor(float(ctx.shape[0]))
-                b_mean = ctx.mean(0)
-                b_m2 = ((ctx - b_mean) ** 2).sum(0)
-                delta = b_mean - mean[layer, kept].double()
-                total = count[layer] + n_b
-                mean[layer, kept] = (mean[layer, kept] + delta * n_b / total).float()
-                m2[layer, kept] = (
-                    m2[layer, kept] + b_m2 + delta**2 * count[layer] * n_b / total
-                ).float()
-                count[layer] += ctx.shape[0]
-            seen += max(sum(c.shape[0] for c in entries) for entries in record)
+            own = wanted if part is None else max(0, min(part.stop, wanted) - part.start)
+            recorded = self._add_moments(batch, own, forward, count, mean, m2) if own > 0 else 0
+            seen += recorded if part is None else min(part.total, wanted)
             if seen >= max_clips:
                 break
+        count, mean, m2 = world.merge_moments(count, mean, m2)
         std = (m2 / count.clamp(min=1)[:, None, None]).sqrt()
         self.stats = HeadStats(mean, std, seen)
         return self.stats
+
+    def _add_moments(
+        self,
+        batch: Any,
+        wanted: int,
+        forward: Callable[[Any], Any] | None,
+        count: torch.Tensor,
+        mean: torch.Tensor,
+        m2: torch.Tensor,
+    ) -> int:
+        """Welford's update of (count, mean, m2), in place, with the contexts of the batch's
+        first `wanted` clips; returns the clips recorded."""
+        if forward is None:
+            batch = batch[:wanted]
+        with self.capture() as record:
+            (forward or self.upstream)(batch)
+        record = [_first_clips(entries, wanted) for entries in record]
+        for layer, kept in enumerate(self.kept):
+            if not kept:  # a layer that lost every head records nothing
+                continue
+            ctx = torch.cat([c.reshape(-1, len(kept), self.head_dim) for c in record[layer]])
+            ctx = ctx.double()
+            n_b = torch.tensor(float(ctx.shape[0]))
+            b_mean = ctx.mean(0)
+            b_m2 = ((ctx - b_mean) ** 2).sum(0)
+            delta = b_mean - mean[layer, kept].double()
+            total = count[layer] + n_b
+            mean[layer, kept] = (mean[layer, kept] + delta * n_b / total).float()
+            m2[layer, kept] = (
+                m2[layer, kept] + b_m2 + delta**2 * count[layer] * n_b / total
+            ).float()
+            count[layer] += ctx.shape[0]
+        return max(sum(c.shape[0] for c in entries) for entries in record)
 
     # --- physical removal ----------------------------------------------------------------
     @torch.no_grad()

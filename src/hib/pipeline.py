@@ -24,6 +24,7 @@ from hib.bench import bench_pruning
 from hib.checkpoint import load_run, save_pruned
 from hib.compensate import DEFAULT_CLIPS, Calibration, Compensation, check_clips, check_kind
 from hib.compensate import compensate as solve_compensation
+from hib.distributed import LOCAL, World
 from hib.errors import HibError
 from hib.evaluate import EvalResult, eval_batch_size, evaluate
 from hib.io import read_tensors
@@ -51,13 +52,15 @@ RANDOM_SEEDS = 3  # = `hib compare`'s default seeds, so both meet the same rando
 
 class Run:
     """A run folder (trained, or created for a pretrained head), with its task, model and data
-    loaded once."""
+    loaded once. `world`: the processes scoring together (hib.distributed): the methods that
+    can run data-parallel over them, the main process writes."""
 
-    def __init__(self, run_dir: str | Path, progress: bool = True):
+    def __init__(self, run_dir: str | Path, progress: bool = True, world: World = LOCAL):
         self.dir = Path(run_dir)
         self.config, self.model = load_run(self.dir)
         self.task: Task = make_task(self.config)
-        self.progress = progress
+        self.world = world
+        self.progress = progress and world.is_main
         self._splits: Splits | None = None
         self._metric: dict[tuple, float] = {}
         self.compensate_clips = DEFAULT_CLIPS  # calibration clips of a compensation
@@ -73,7 +76,8 @@ class Run:
     @property
     def splits(self) -> Splits:
         if self._splits is None:
-            self._splits = self.task.load_splits(self.progress)
+            with self.world.main_first():  # a missing corpus is built once
+                self._splits = self.task.load_splits(self.progress)
         return self._splits
 
     def split(self, name: str) -> Any:
@@ -118,6 +122,7 @@ class Run:
             "seed": self.config.seed if seed is None else seed,
             "batch_size": self.model.fit_batch_size,
             "progress": self.progress,
+            "world": self.world,
         }
         return get_method(name, **{**common, **options})  # options win (batch_size ...)
 
@@ -200,8 +205,9 @@ class Run:
             record.update(method.options())
         record["seconds"] = time.perf_counter() - start
         record["scores"] = scores.tolist()
-        save_run_tensors(self.dir, f"scores/{name}.safetensors", {**extras, "scores": scores})
-        update_results(self.dir, {"methods": {name: record}})
+        if self.world.is_main:
+            save_run_tensors(self.dir, f"scores/{name}.safetensors", {**extras, "scores": scores})
+            update_results(self.dir, {"methods": {name: record}})
         return scores
 
     def stored_tensors(self, name: str) -> dict[str, torch.Tensor]:

@@ -1,7 +1,9 @@
 """Train a task's downstream head (optionally fine-tuning the upstream); keep the best one.
 
 Every random draw is seeded from (config.seed, epoch), so a resumed run continues exactly as
-an uninterrupted one would have.
+an uninterrupted one would have. Under a launcher (hib.distributed) every process trains the
+same model on its part of each batch, gradients reduced over the processes; the main process
+writes the run folder.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tqdm import tqdm
 
 from hib.checkpoint import CONFIG_FILE, load_run, save_config, save_model
 from hib.config import Config
+from hib.distributed import LOCAL, World
 from hib.errors import HibError
 from hib.evaluate import eval_batch_size, evaluate
 from hib.frozen import ClipFeatures, one_thread
@@ -76,8 +79,10 @@ def train_epoch(
     desc: str,
     progress: bool,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    world: World = LOCAL,
 ) -> float:
-    """One pass over `batches`: Batches of clips, or (features, Batch) pairs (hib.frozen)."""
+    """One pass over `batches`: Batches of clips, or (features, Batch) pairs (hib.frozen);
+    with `world`, each process's parts of the batches (`World.batches`)."""
     finetune = config.upstream.finetune
     model.head.train()
     model.upstream.train(finetune)
@@ -95,20 +100,28 @@ def train_epoch(
         loss = model.loss_of(outputs, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        world.reduce_gradients(_parameters(optimizer), batch.part)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total, count = total + loss.item() * len(batch), count + len(batch)
-        bar.set_postfix(loss=f"{total / count:.3f}")
+        total, count = total + loss.item() * batch.counted, count + batch.counted
+        bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
+    total, count = world.sum_floats(total, count)  # every process's clips
     return total / max(count, 1)
 
 
-def fit_head_stats(task: Task, model: TaskModel, train_set: Dataset) -> None:
-    """Set each head's context mean/std over training clips (augmented as in training)."""
+def _parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def fit_head_stats(task: Task, model: TaskModel, train_set: Dataset, world: World = LOCAL) -> None:
+    """Set each head's context mean/std over training clips (augmented as in training; each
+    process its part of every batch, the moments merged)."""
     model.eval()
-    batches = task.stats_batches(train_set, model)
+    batches = task.stats_batches(train_set, model, world)
     clips = task.config.heads.stats_clips
-    model.head_stats = model.heads().fit_stats(batches, clips, forward=model.stats_forward)
+    heads = model.heads()
+    model.head_stats = heads.fit_stats(batches, clips, forward=model.stats_forward, world=world)
 
 
 def _loaded_splits(task: Task, progress: bool) -> Splits:
@@ -118,11 +131,18 @@ def _loaded_splits(task: Task, progress: bool) -> Splits:
     return splits
 
 
-def train(config: Config, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+def train(
+    config: Config,
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    world: World = LOCAL,
+) -> dict:
     """Train into run_dir; returns the results written to run_dir/results.json.
 
     A task whose model keeps its pretrained head (ASR) has nothing to train: its run records
-    the config, the head statistics and the unpruned metrics.
+    the config, the head statistics and the unpruned metrics. `world`: the processes training
+    together (hib.distributed); only its main process writes.
     """
     run_dir = Path(run_dir)
     start = time.perf_counter()
@@ -130,17 +150,21 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
         torch.set_num_threads(config.train.num_threads)
     seed_everything(config.seed)
     task = make_task(config)
-    splits = _loaded_splits(task, progress)
+    with world.main_first():  # a missing corpus is built once
+        splits = _loaded_splits(task, progress)
     precision = resolve_precision(config.eval.precision)
     if task.trains_head:
-        history, best = _train_head(task, splits, run_dir, resume, progress, precision)
+        history, best = _train_head(task, splits, run_dir, resume, progress, precision, world)
     else:
-        save_config(run_dir, config)
-        save_model(run_dir, task.build_model(), config)
+        if world.is_main:
+            save_config(run_dir, config)
+            save_model(run_dir, task.build_model(), config)
         history, best = [], None
+    world.barrier()  # the main process has written the best model
     _, best_model = load_run(run_dir)
-    fit_head_stats(task, best_model, splits.train)
-    save_model(run_dir, best_model, config)
+    fit_head_stats(task, best_model, splits.train, world)
+    if world.is_main:
+        save_model(run_dir, best_model, config)
     batch_size = eval_batch_size(config, best_model)  # the sweeps' batches: the same figure
     test = evaluate(best_model, splits.test, batch_size, progress, precision)
     reference = {}
@@ -150,34 +174,39 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     record: dict = {"history": history, "seconds": time.perf_counter() - start}
     if best is not None:
         record[f"val_{task.metric.name}"] = best
-    return update_results(
-        run_dir,
-        {
-            "task": task.name,
-            "metric": task.metric.to_dict(),
-            "upstream": best_model.upstream.describe(),
-            "data": {
-                "root": str(splits.root),
-                "protocol": config.data.protocol,
-                "n_train": len(splits.train),
-                "n_validation": len(splits.validation),
-                "n_test": test.n,
-            },
-            test.metric: test.value,
-            **test.details,
-            "precision": precision,
-            "precision_requested": config.eval.precision,
-            **reference,
-            "train": record,
+    fields = {
+        "task": task.name,
+        "metric": task.metric.to_dict(),
+        "upstream": best_model.upstream.describe(),
+        "data": {
+            "root": str(splits.root),
+            "protocol": config.data.protocol,
+            "n_train": len(splits.train),
+            "n_validation": len(splits.validation),
+            "n_test": test.n,
         },
-    )
+        test.metric: test.value,
+        **test.details,
+        "precision": precision,
+        "precision_requested": config.eval.precision,
+        **reference,
+        "train": record,
+    }
+    return update_results(run_dir, fields) if world.is_main else fields
 
 
 def _train_head(
-    task: Task, splits: Splits, run_dir: Path, resume: bool, progress: bool, precision: str
+    task: Task,
+    splits: Splits,
+    run_dir: Path,
+    resume: bool,
+    progress: bool,
+    precision: str,
+    world: World,
 ) -> tuple[list[dict], float]:
     """Train the task head (and the upstream when fine-tuned), keeping the best on validation;
-    returns (history, best validation metric)."""
+    returns (history, best validation metric). Every process trains the same model, on its
+    parts of the batches (on features: the whole batches, computed in parts)."""
     config = task.config
     metric = task.metric
     # a frozen upstream gives the validation clips the same features every epoch: computed once
@@ -201,14 +230,17 @@ def _train_head(
         first_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
         if "rng" in state:  # states converted from train_state.pt have none
             set_rng_state(state["rng"])
-    save_config(run_dir, config)
+    if world.is_main:
+        save_config(run_dir, config)
     val_key = f"val_{metric.name}"
     size = config.train.batch_size
     frozen = not config.upstream.finetune and not task.augments_training
     forward = eval_batch_size(config, model)
     if frozen and model.supports_features:  # hib.frozen: one forward per clip, not per epoch
-        fitting = ClipFeatures.of(model, splits.train, forward, progress, "train features")
-        validation = ClipFeatures.of(model, splits.validation, forward, progress, "val features")
+        fitting = ClipFeatures.of(model, splits.train, forward, progress, "train features", world)
+        validation = ClipFeatures.of(
+            model, splits.validation, forward, progress, "val features", world
+        )
     for epoch in range(first_epoch, config.train.epochs):
         desc = f"epoch {epoch + 1}/{config.train.epochs}"
         if frozen and model.supports_features:
@@ -217,14 +249,17 @@ def _train_head(
                 loss = train_epoch(model, batches, optimizer, config, desc, progress, scheduler)
                 val = validation.evaluate(model, size)
         else:
-            batches = task.train_batches(splits.train, model, epoch)
-            loss = train_epoch(model, batches, optimizer, config, desc, progress, scheduler)
+            batches = task.train_batches(splits.train, model, epoch, world=world)
+            loss = train_epoch(model, batches, optimizer, config, desc, progress, scheduler, world)
             val = evaluate(model, splits.validation, forward, progress, precision, cache=cache)
         history.append({"epoch": epoch + 1, "loss": loss, val_key: val.value})
         if progress:
             print(f"epoch {epoch + 1}: loss {loss:.4f}  val {metric.name} {val.value:.4f}")
-        if best is None or metric.goodness(val.value) > metric.goodness(best):
-            best = val.value
+        improved = best is None or metric.goodness(val.value) > metric.goodness(best)
+        best = val.value if improved else best
+        if not world.is_main:  # the main process writes the run folder
+            continue
+        if improved:
             save_model(run_dir, model, config)
         save_train_state(
             run_dir,

@@ -31,6 +31,7 @@ stack one step of a batch at a time instead of filling the memory."""
 @register
 class AttAttr(HeadMethod):
     name = "attattr"
+    distributed = True
 
     def __init__(self, steps: int = 20, **common):
         super().__init__(**common)
@@ -42,10 +43,12 @@ class AttAttr(HeadMethod):
     def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         model.eval()
         total: list[torch.Tensor] | None = None
-        for batch in self.batches(model, data):
+        for batch in self.counted_batches(model, data):
             best = [a.amax(dim=(2, 3)).sum(dim=0) for a in self.attributions(model, batch)]
             total = best if total is None else [t + b for t, b in zip(total, best, strict=True)]
-        return model.heads().on_grid(total or [])
+        heads = model.heads()
+        grid = heads.on_grid(total) if total else torch.zeros(heads.shape)
+        return self.world.sum(grid)  # every process's clips
 
     def attributions(self, model: TaskModel, batch: Batch) -> list[torch.Tensor]:
         """Per layer, Attr(A) (B, h, T, S) over the layer's current heads.

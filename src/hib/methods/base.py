@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hib.config import DEFAULT_SEED
+from hib.distributed import LOCAL, World
 from hib.tasks.base import Batch, TaskModel
 
 
@@ -34,6 +35,10 @@ class HeadMethod:
     rearrange_extras: ClassVar[tuple[str, ...] | None] = None
     """The stored `extras` that `rearrange` reads (fisher: its blocks); None: the method has no
     post-ranking mask rearrangement."""
+    distributed: ClassVar[bool] = False
+    """True when `score` runs data-parallel over `world` (hib.distributed): each process
+    reads its part of every batch (`batches`), and gradients and sums are reduced over the
+    processes. Other methods compute everything on every process, alike."""
 
     def __init__(
         self,
@@ -42,12 +47,14 @@ class HeadMethod:
         batch_size: int = 32,
         min_steps: int = 32,
         progress: bool = False,
+        world: World = LOCAL,
     ):
         self.seed = seed
         self.clips = clips
         self.batch_size = batch_size
         self.min_steps = min_steps
         self.progress = progress  # a bar per epoch, for the methods that fit for a while
+        self.world = world if self.distributed else LOCAL
 
     def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         """(n_layers, n_heads) importance on the model's original head grid."""
@@ -82,9 +89,14 @@ class HeadMethod:
 
     def batches(self, model: TaskModel, data: Dataset, epoch: int = 0) -> Iterator[Batch]:
         """The first `clips` clips of a seeded shuffle (the same clips every epoch, new order),
-        batched by the model's `collate`."""
+        batched by the model's `collate`: this process's part of each batch (`world`), a
+        stand-in where it has none (`Batch.counted` 0), so every process takes every step."""
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
         subset = order[: self.clips].tolist()
         generator = torch.Generator().manual_seed(self.seed + 1 + epoch)
         shuffled = [subset[i] for i in torch.randperm(len(subset), generator=generator)]
-        yield from model.batches(torch.utils.data.Subset(data, shuffled), self.batch_size)
+        yield from self.world.batches(data, shuffled, self.batch_size, model.collate)
+
+    def counted_batches(self, model: TaskModel, data: Dataset) -> Iterator[Batch]:
+        """`batches` for a method that sums over clips and takes no step: no stand-ins."""
+        return (batch for batch in self.batches(model, data) if batch.counted)

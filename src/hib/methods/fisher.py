@@ -53,6 +53,7 @@ at most this many (C(20, 10) = 184,756 would not be)."""
 class Fisher(HeadMethod):
     name = "fisher"
     rearrange_extras = ("blocks",)
+    distributed = True
 
     def __init__(self, **common):
         super().__init__(**common)
@@ -64,11 +65,13 @@ class Fisher(HeadMethod):
         fill = heads.fill_values("mean")
         sums = [torch.zeros(len(kept), len(kept), dtype=torch.float64) for kept in heads.kept]
         count = 0
-        for batch in self.batches(model, data):
+        for batch in self.counted_batches(model, data):
             for layer, grad in gate_gradients(model, heads, batch, fill).items():
                 grad = grad.detach().double()  # (B, h)
                 sums[layer] += grad.T @ grad
             count += len(batch)
+        sums = [self.world.sum(block) for block in sums]  # every process's clips
+        (count,) = self.world.sum_floats(count)
         blocks = torch.zeros(*heads.shape, heads.n_heads, dtype=torch.float64)
         for layer, kept in enumerate(heads.kept):
             index = torch.tensor(kept, dtype=torch.long)

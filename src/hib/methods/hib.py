@@ -24,6 +24,7 @@ DEFAULT_BETAS = (0.001, 0.01, 0.1)
 class HIB(HeadMethod):
     name = "hib"
     tuned = {"beta": DEFAULT_BETAS}
+    distributed = True
 
     def __init__(
         self,
@@ -54,17 +55,20 @@ class HIB(HeadMethod):
             for batch in tqdm(
                 batches, desc=f"hib epoch {epoch + 1}", leave=False, disable=not self.progress
             ):
-                with bottleneck.attached(generator):
+                with bottleneck.attached(generator, batch.part):
                     task_loss = model.loss(batch)
                 capacity = bottleneck.capacity()
                 loss = task_loss + self.beta * capacity.mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                self.world.reduce_gradients([bottleneck.alpha], batch.part)
                 optimizer.step()
-                cap_sum += capacity.detach() * len(batch)
-                loss_sum += loss.item() * len(batch)
-                count += len(batch)
+                cap_sum += capacity.detach() * batch.counted
+                loss_sum += loss.item() * batch.counted
+                count += batch.counted
                 steps += 1
+            cap_sum = self.world.sum(cap_sum)  # every process's clips
+            loss_sum, count = self.world.sum_floats(loss_sum, count)
             self.history.append(loss_sum / max(count, 1))
             if steps >= self.min_steps and self._plateaued():
                 break

@@ -31,6 +31,7 @@ EPS = 1e-6
 @register
 class L0Gates(HeadMethod):
     name = "l0"
+    distributed = True
 
     def __init__(self, penalty: float = 0.01, epochs: int = 2, lr: float = 1.0, **common):
         super().__init__(**common)
@@ -54,6 +55,7 @@ class L0Gates(HeadMethod):
                 l0 = open_probability(log_alpha)[alive].sum()
                 loss = task_loss + self.penalty * l0
                 (log_alpha.grad,) = torch.autograd.grad(loss, [log_alpha])
+                self.world.reduce_gradients([log_alpha], batch.part)
                 optimizer.step()
         return torch.where(alive, open_probability(log_alpha).detach(), torch.zeros(()))
 

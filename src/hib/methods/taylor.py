@@ -22,6 +22,7 @@ from hib.tasks.base import Batch, TaskModel
 @register
 class Taylor(HeadMethod):
     name = "taylor"
+    distributed = True
 
     def __init__(self, normalize: bool = False, **common):
         super().__init__(**common)
@@ -36,10 +37,12 @@ class Taylor(HeadMethod):
         fill = heads.fill_values("mean")
         total = [torch.zeros(len(kept)) for kept in heads.kept]
         count = 0
-        for batch in self.batches(model, data):
+        for batch in self.counted_batches(model, data):
             for layer, grad in gate_gradients(model, heads, batch, fill).items():
                 total[layer] += grad.abs().sum(dim=0)
             count += len(batch)
+        total = [self.world.sum(t) for t in total]  # every process's clips
+        (count,) = self.world.sum_floats(count)
         scores = heads.on_grid([t / max(count, 1) for t in total])
         if self.normalize:
             scores = scores / scores.norm(dim=1, keepdim=True).clamp(min=1e-12)

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from hib.data.corpora import asr_corpus
 from hib.data.librispeech import ASRDataset, collate_asr, load_librispeech
 from hib.data.synth.asr_corpus import SPLITS
+from hib.distributed import LOCAL, World
 from hib.errors import ConfigError
 from hib.tasks.base import Batch, EvalResult, Metric, Splits, Task, TaskModel, register_task
 from hib.tasks.wer import corpus_wer
@@ -133,7 +134,12 @@ class SpeechRecognition(Task):
         return Recognizer(load_recognizer(self.config.upstream.name), self.config.heads.scope)
 
     def train_batches(
-        self, train_set: Dataset, model: TaskModel, epoch: int, clips: int | None = None
+        self,
+        train_set: Dataset,
+        model: TaskModel,
+        epoch: int,
+        clips: int | None = None,
+        world: World = LOCAL,
     ):
         """The fitting split in order (head statistics; nothing is trained)."""
-        return model.batches(train_set, model.eval_batch_size)
+        return world.batches(train_set, range(len(train_set)), model.eval_batch_size, model.collate)

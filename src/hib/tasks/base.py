@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from hib.data.corpora import resolve_data_root
+from hib.distributed import LOCAL, Part, World
 from hib.errors import ConfigError
 from hib.heads import Heads, HeadStats
 from hib.upstream.base import Upstream
@@ -58,9 +59,16 @@ class Batch:
     waves: torch.Tensor
     targets: Any
     lengths: torch.Tensor | None = None
+    part: Part | None = None
+    """The rows of a global batch this process holds (hib.distributed); None: all of it."""
 
     def __len__(self) -> int:
         return int(self.waves.shape[0])
+
+    @property
+    def counted(self) -> int:
+        """Clips that count: a process's stand-in for an empty part counts none."""
+        return len(self) if self.part is None else self.part.count
 
     def repeat(self, n: int) -> Batch:
         """n copies stacked along the batch (several integrated-gradient steps at once)."""
@@ -294,17 +302,23 @@ class Task:
         return order
 
     def train_batches(
-        self, train_set: Dataset, model: TaskModel, epoch: int, clips: int | None = None
+        self,
+        train_set: Dataset,
+        model: TaskModel,
+        epoch: int,
+        clips: int | None = None,
+        world: World = LOCAL,
     ) -> Iterable[Batch]:
-        """Training batches of one epoch: `train_order`, in batches of train.batch_size."""
+        """Training batches of one epoch: `train_order`, in batches of train.batch_size
+        (`world`'s part of each: hib.distributed)."""
         order = self.train_order(len(train_set), epoch, clips)
-        size = self.config.train.batch_size
-        for start in range(0, len(order), size):
-            yield model.collate([train_set[i] for i in order[start : start + size]])
+        return world.batches(train_set, order, self.config.train.batch_size, model.collate)
 
-    def stats_batches(self, train_set: Dataset, model: TaskModel) -> Iterable[Batch]:
+    def stats_batches(
+        self, train_set: Dataset, model: TaskModel, world: World = LOCAL
+    ) -> Iterable[Batch]:
         """Batches for each head's context statistics (mean fill, HIB's prior)."""
-        return self.train_batches(train_set, model, epoch=-1)
+        return self.train_batches(train_set, model, epoch=-1, world=world)
 
 
 def _limit(dataset: Any, n: int | None, seed: int) -> Any:

@@ -7,10 +7,9 @@ batches draw every class equally often and mix in the corpus's background noise
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-
-from torch.utils.data import DataLoader
 
 from hib.data.augment import Augment
 from hib.data.speech_commands import (
@@ -20,8 +19,9 @@ from hib.data.speech_commands import (
     balanced_sampler,
     load_split,
 )
+from hib.distributed import LOCAL, World
 from hib.downstream import ACCURACY, UtteranceClassifier
-from hib.tasks.base import Splits, Task, register_task
+from hib.tasks.base import Batch, Splits, Task, register_task
 
 
 @register_task
@@ -57,16 +57,22 @@ class KeywordSpotting(Task):
         return background_noises(self.root(progress=False))
 
     def train_batches(
-        self, train_set: KSDataset, model: UtteranceClassifier, epoch: int, clips: int | None = None
-    ) -> DataLoader:
+        self,
+        train_set: KSDataset,
+        model: UtteranceClassifier,
+        epoch: int,
+        clips: int | None = None,
+        world: World = LOCAL,
+    ) -> Iterator[Batch]:
         """Class-balanced draws, augmented: `clips` of them, else train.steps_per_epoch
-        batches, else one pass's worth."""
+        batches, else one pass's worth (`world`'s part of each batch, its augmentation drawn
+        from a seed of its own: hib.distributed)."""
         config = self.config
         seed = config.seed * 1000 + epoch
         dataset = train_set
         if config.data.augment and self.noises:
             dataset = train_set.with_transform(
-                Augment(self.noises, snr_db=config.data.snr_db, seed=seed)
+                Augment(self.noises, snr_db=config.data.snr_db, seed=world.seed(seed))
             )
         batch_size = config.train.batch_size
         if clips is not None:
@@ -75,5 +81,5 @@ class KeywordSpotting(Task):
             num_samples = config.train.steps_per_epoch * batch_size
         else:
             num_samples = len(train_set)
-        sampler = balanced_sampler(train_set, num_samples=num_samples, seed=seed)
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=model.collate)
+        draws = balanced_sampler(train_set, num_samples=num_samples, seed=seed)
+        return world.batches(dataset, list(draws), batch_size, model.collate)
