@@ -63,7 +63,7 @@ def test_bfloat16_evaluation_keeps_the_float32_figure_beside_it(setup, tmp_path)
     results = train(_config(setup, "eval.precision=bfloat16"), tmp_path / "run", progress=False)
     assert results["precision"] == "bfloat16"
     assert abs(results["accuracy"] - results["accuracy_float32"]) <= 0.1
-    plain = train(_config(setup), tmp_path / "plain", progress=False)
+    plain = train(_config(setup, "eval.precision=float32"), tmp_path / "plain", progress=False)
     assert plain["precision"] == "float32" and "accuracy_float32" not in plain
 
 
