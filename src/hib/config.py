@@ -76,6 +76,7 @@ class RefitConfig:
 
 
 PRECISIONS = ("auto", "float32", "bfloat16")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -121,6 +122,16 @@ class Config:
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     refit: RefitConfig = field(default_factory=RefitConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # where training, evaluation, scoring and pruning compute: "auto" = cuda when torch sees a
+    # GPU, else cpu (hib.device); "cuda" on a machine without one is refused when a command
+    # starts, so a run folder written on a GPU machine still loads elsewhere
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ConfigError(
+                f"config key 'device': {self.device!r} is not one of {', '.join(DEVICES)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from hib.checkpoint import CONFIG_FILE, load_run, save_config, save_model
 from hib.config import Config
+from hib.device import resolve_device
 from hib.errors import HibError
 from hib.evaluate import eval_batch_size, evaluate
 from hib.frozen import ClipFeatures, one_thread
@@ -122,23 +123,25 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     """Train into run_dir; returns the results written to run_dir/results.json.
 
     A task whose model keeps its pretrained head (ASR) has nothing to train: its run records
-    the config, the head statistics and the unpruned metrics.
+    the config, the head statistics and the unpruned metrics. Everything runs on the config's
+    `device` (hib.device).
     """
     run_dir = Path(run_dir)
+    device = resolve_device(config.device)  # before any work: cuda without a GPU is refused
     start = time.perf_counter()
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     seed_everything(config.seed)
     task = make_task(config)
     splits = _loaded_splits(task, progress)
-    precision = resolve_precision(config.eval.precision)
+    precision = resolve_precision(config.eval.precision, device=device)
     if task.trains_head:
-        history, best = _train_head(task, splits, run_dir, resume, progress, precision)
+        history, best = _train_head(task, splits, run_dir, resume, progress, precision, device)
     else:
         save_config(run_dir, config)
         save_model(run_dir, task.build_model(), config)
         history, best = [], None
-    _, best_model = load_run(run_dir)
+    _, best_model = load_run(run_dir, device)
     fit_head_stats(task, best_model, splits.train)
     save_model(run_dir, best_model, config)
     batch_size = eval_batch_size(config, best_model)  # the sweeps' batches: the same figure
@@ -167,6 +170,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
             **test.details,
             "precision": precision,
             "precision_requested": config.eval.precision,
+            "device": device.type,
             **reference,
             "train": record,
         },
@@ -174,7 +178,13 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
 
 
 def _train_head(
-    task: Task, splits: Splits, run_dir: Path, resume: bool, progress: bool, precision: str
+    task: Task,
+    splits: Splits,
+    run_dir: Path,
+    resume: bool,
+    progress: bool,
+    precision: str,
+    device: torch.device,
 ) -> tuple[list[dict], float]:
     """Train the task head (and the upstream when fine-tuned), keeping the best on validation;
     returns (history, best validation metric)."""
@@ -182,7 +192,7 @@ def _train_head(
     metric = task.metric
     # a frozen upstream gives the validation clips the same features every epoch: computed once
     cache = LayerCache(int(config.eval.cache_gb * 2**30))
-    model = task.build_model()
+    model = task.build_model().to(device)
     optimizer = _optimizer(model, config)
     scheduler = _cosine_schedule(optimizer, config, len(splits.train))
     state = load_train_state(run_dir) if resume else None

@@ -67,7 +67,7 @@ class Fisher(HeadMethod):
         for batch in self.batches(model, data):
             for layer, grad in gate_gradients(model, heads, batch, fill).items():
                 grad = grad.detach().double()  # (B, h)
-                sums[layer] += grad.T @ grad
+                sums[layer] += (grad.T @ grad).cpu()
             count += len(batch)
         blocks = torch.zeros(*heads.shape, heads.n_heads, dtype=torch.float64)
         for layer, kept in enumerate(heads.kept):

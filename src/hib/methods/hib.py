@@ -61,7 +61,7 @@ class HIB(HeadMethod):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                cap_sum += capacity.detach() * len(batch)
+                cap_sum += capacity.detach().cpu() * len(batch)
                 loss_sum += loss.item() * len(batch)
                 count += len(batch)
                 steps += 1

@@ -38,7 +38,7 @@ class Taylor(HeadMethod):
         count = 0
         for batch in self.batches(model, data):
             for layer, grad in gate_gradients(model, heads, batch, fill).items():
-                total[layer] += grad.abs().sum(dim=0)
+                total[layer] += grad.abs().sum(dim=0).cpu()
             count += len(batch)
         scores = heads.on_grid([t / max(count, 1) for t in total])
         if self.normalize:

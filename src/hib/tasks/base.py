@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from hib.data.corpora import resolve_data_root
+from hib.device import module_device
 from hib.errors import ConfigError
 from hib.heads import Heads, HeadStats
 from hib.upstream.base import Upstream
@@ -69,6 +70,28 @@ class Batch:
     def without_waves(self) -> Batch:
         """The batch's targets alone, for caches that keep layer inputs instead of audio."""
         return Batch(self.waves.new_empty((len(self), 0)), self.targets, self.lengths)
+
+    def to(self, device: torch.device) -> Batch:
+        """The batch on `device` (itself where it is there already); texts stay as they are."""
+        if self.waves.device == device:
+            return self
+        return Batch(*(_moved(part, device) for part in (self.waves, self.targets, self.lengths)))
+
+    def pin_memory(self) -> Batch:
+        """The batch in pinned host memory (a DataLoader's `pin_memory=True` calls this)."""
+        return Batch(*(_pinned(part) for part in (self.waves, self.targets, self.lengths)))
+
+
+def _moved(part: Any, device: torch.device) -> Any:
+    # to a GPU, a pinned tensor copies while the host goes on (any other copies as it would
+    # anyway); back to the host, only a blocking copy is safe to read at once
+    if not isinstance(part, torch.Tensor):
+        return part
+    return part.to(device, non_blocking=device.type == "cuda")
+
+
+def _pinned(part: Any) -> Any:
+    return part.pin_memory() if isinstance(part, torch.Tensor) else part
 
 
 def repeat(items: Any, n: int) -> Any:
@@ -136,6 +159,11 @@ class TaskModel(nn.Module):
         copy.__dict__ = dict(self.__dict__)
         copy._modules = {**self._modules, **modules}
         return copy
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model computes (hib.device): where its batches are sent."""
+        return module_device(self)
 
     def freeze_upstream(self, frozen: bool = True) -> None:
         for p in self.upstream.parameters():
@@ -215,11 +243,13 @@ class TaskModel(nn.Module):
         return self.head.state_dict()
 
     def batches(self, dataset: Dataset, batch_size: int) -> Iterator[Batch]:
-        """The dataset in order, collated in batches, without a DataLoader (a DataLoader draws
-        its base seed from the global RNG, which a resumed training run reproduces)."""
+        """The dataset in order, collated in batches on the model's device, without a
+        DataLoader (a DataLoader draws its base seed from the global RNG, which a resumed
+        training run reproduces)."""
+        device = self.device
         for start in range(0, len(dataset), batch_size):
             stop = min(start + batch_size, len(dataset))
-            yield self.collate([dataset[i] for i in range(start, stop)])
+            yield self.collate([dataset[i] for i in range(start, stop)]).to(device)
 
 
 @dataclass
@@ -296,11 +326,13 @@ class Task:
     def train_batches(
         self, train_set: Dataset, model: TaskModel, epoch: int, clips: int | None = None
     ) -> Iterable[Batch]:
-        """Training batches of one epoch: `train_order`, in batches of train.batch_size."""
+        """Training batches of one epoch on the model's device: `train_order`, in batches of
+        train.batch_size."""
         order = self.train_order(len(train_set), epoch, clips)
         size = self.config.train.batch_size
+        device = model.device
         for start in range(0, len(order), size):
-            yield model.collate([train_set[i] for i in order[start : start + size]])
+            yield model.collate([train_set[i] for i in order[start : start + size]]).to(device)
 
     def stats_batches(self, train_set: Dataset, model: TaskModel) -> Iterable[Batch]:
         """Batches for each head's context statistics (mean fill, HIB's prior)."""

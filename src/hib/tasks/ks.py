@@ -7,9 +7,11 @@ batches draw every class equally often and mix in the corpus's background noise
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
 
+import torch
 from torch.utils.data import DataLoader
 
 from hib.data.augment import Augment
@@ -20,8 +22,9 @@ from hib.data.speech_commands import (
     balanced_sampler,
     load_split,
 )
+from hib.device import pinned
 from hib.downstream import ACCURACY, UtteranceClassifier
-from hib.tasks.base import Splits, Task, register_task
+from hib.tasks.base import Batch, Splits, Task, register_task
 
 
 @register_task
@@ -58,9 +61,10 @@ class KeywordSpotting(Task):
 
     def train_batches(
         self, train_set: KSDataset, model: UtteranceClassifier, epoch: int, clips: int | None = None
-    ) -> DataLoader:
+    ) -> Iterable[Batch]:
         """Class-balanced draws, augmented: `clips` of them, else train.steps_per_epoch
-        batches, else one pass's worth."""
+        batches, else one pass's worth; on the model's device, collated into pinned memory
+        when that is a GPU."""
         config = self.config
         seed = config.seed * 1000 + epoch
         dataset = train_set
@@ -76,4 +80,28 @@ class KeywordSpotting(Task):
         else:
             num_samples = len(train_set)
         sampler = balanced_sampler(train_set, num_samples=num_samples, seed=seed)
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=model.collate)
+        device = model.device
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            collate_fn=model.collate,
+            pin_memory=pinned(device),
+        )
+        return _OnDevice(loader, device)
+
+
+class _OnDevice:
+    """A DataLoader's batches on `device`, with its length (for progress bars). The loader
+    starts, and draws its base seed from the global RNG, at the first batch, as it would if it
+    were iterated itself."""
+
+    def __init__(self, loader: DataLoader, device: torch.device):
+        self.loader, self.device = loader, device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in self.loader:
+            yield batch.to(self.device)
