@@ -4,6 +4,8 @@
 model, saves it with save_pretrained and loads it back through `load_upstream`, so tests of
 heads and methods exercise the same loading path as real checkpoints in well under a second.
 Each kind turns 1 s of audio into about 50 positions, like the real models.
+
+Tests marked `gpu` need CUDA: where torch sees no GPU they are skipped, with that reason.
 """
 
 from __future__ import annotations
@@ -27,7 +29,18 @@ _WAVEFORM_STEM = {
 }
 
 
-def _tiny_model(kind: str) -> torch.nn.Module:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is False")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
+
+
+def _tiny_model(kind: str, **overrides: object) -> torch.nn.Module:
+    """A tiny random model of `kind` (seed torch first); `overrides` replace its config's
+    settings (another stem or layer-norm placement, as a real checkpoint has)."""
     from transformers import (
         HubertConfig,
         HubertModel,
@@ -38,23 +51,14 @@ def _tiny_model(kind: str) -> torch.nn.Module:
     )
 
     sizes = {"num_hidden_layers": TINY_LAYERS, "num_attention_heads": TINY_HEADS}
-    if kind == "wav2vec2":
-        config = Wav2Vec2Config(
-            hidden_size=TINY_HIDDEN, intermediate_size=64, **sizes, **_WAVEFORM_STEM
-        )
-        return Wav2Vec2Model(config)
-    if kind == "hubert":  # the layer-norm stem variant, so input normalisation is exercised
-        config = HubertConfig(
-            hidden_size=TINY_HIDDEN,
-            intermediate_size=64,
-            feat_extract_norm="layer",
-            do_stable_layer_norm=True,
-            **sizes,
-            **_WAVEFORM_STEM,
-        )
-        return HubertModel(config)
+    waveform = {"hidden_size": TINY_HIDDEN, "intermediate_size": 64, **sizes, **_WAVEFORM_STEM}
     if kind == "wavlm":
-        return tiny_wavlm()
+        return tiny_wavlm(**overrides)
+    if kind == "wav2vec2":
+        return Wav2Vec2Model(Wav2Vec2Config(**waveform | overrides))
+    if kind == "hubert":  # the layer-norm stem variant, so input normalisation is exercised
+        stem = {"feat_extract_norm": "layer", "do_stable_layer_norm": True}
+        return HubertModel(HubertConfig(**waveform | stem | overrides))
     if kind == "whisper":
         config = WhisperConfig(
             vocab_size=64,
@@ -71,6 +75,7 @@ def _tiny_model(kind: str) -> torch.nn.Module:
             bos_token_id=1,
             eos_token_id=2,
             decoder_start_token_id=1,
+            **overrides,
         )
         return WhisperModel(config)
     raise ValueError(f"unknown tiny kind {kind!r}; one of {TINY_KINDS}")
@@ -107,12 +112,16 @@ def tiny_wavlm(**overrides: object) -> torch.nn.Module:
     return model
 
 
+def save_tiny(kind: str, folder: Path, **overrides: object) -> Path:
+    """A deterministic tiny checkpoint of `kind` (`_tiny_model`), saved like a hub folder."""
+    torch.manual_seed(0)
+    _tiny_model(kind, **overrides).save_pretrained(folder)
+    return folder
+
+
 def make_tiny_upstream(kind: str, tmp_path: Path) -> Upstream:
     """A deterministic tiny upstream of `kind`, saved under tmp_path and loaded back."""
-    torch.manual_seed(0)
-    folder = Path(tmp_path) / f"tiny-{kind}"
-    _tiny_model(kind).save_pretrained(folder)
-    return load_upstream(str(folder))
+    return load_upstream(str(save_tiny(kind, Path(tmp_path) / f"tiny-{kind}")))
 
 
 @pytest.fixture(params=TINY_KINDS)

@@ -281,6 +281,15 @@ ROWS = [
         "unknown config key 'trian' (did you mean 'train'?)",
     ),
     Row("config-wrong-type", lambda c: c.train("train.epochs=abc"), "'train.epochs'"),
+    Row("config-unknown-device", lambda c: c.train("device=gpu"), "'device': 'gpu' is not one"),
+    Row(
+        "config-cuda-without-a-gpu",
+        lambda c: (
+            c.monkeypatch.setattr(torch.cuda, "is_available", lambda: False),
+            c.train("device=cuda"),
+        )[1],
+        "'device': cuda, but torch",
+    ),
     Row("config-not-yaml", _config_file("a: [1, 2\n"), "bad.yaml: not valid YAML"),
     Row("config-not-a-mapping", _config_file("- 1\n- 2\n"), "bad.yaml: expected a mapping"),
     Row(

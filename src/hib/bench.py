@@ -48,15 +48,23 @@ _CPU_SDPA = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_f
 
 
 def median_ratio(fast: Callable[[], None], slow: Callable[[], None], repeats: int) -> float:
-    """Median time of fast over median time of slow, measured interleaved after a warm-up."""
+    """Median time of fast over median time of slow, measured interleaved after a warm-up (on
+    a GPU up to the end of the kernels each one queued, not just their launch)."""
     fast(), slow()  # warm-up
     times: dict[str, list[float]] = {"fast": [], "slow": []}
     for _ in range(repeats):
         for key, fn in (("fast", fast), ("slow", slow)):
+            _synchronize()
             start = time.perf_counter()
             fn()
+            _synchronize()
             times[key].append(time.perf_counter() - start)
     return statistics.median(times["fast"]) / statistics.median(times["slow"])
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def _attention_inputs(model: TaskModel, waves: torch.Tensor) -> list[torch.Tensor]:

@@ -51,8 +51,8 @@ class HeadBottleneck(nn.Module):
         if heads.stats is None:
             raise ValueError("the bottleneck needs head statistics (Heads.fit_stats)")
         self.heads = heads
-        self.register_buffer("mu", heads.stats.mean.clone())
-        self.register_buffer("sigma", heads.stats.std.clamp(min=SIGMA_FLOOR))
+        self.register_buffer("mu", heads.stats.mean.to(heads.device, copy=True))
+        self.register_buffer("sigma", heads.stats.std.to(heads.device).clamp(min=SIGMA_FLOOR))
         self.alpha = nn.Parameter(torch.full_like(self.mu, alpha_init))
         self._capacity: list[torch.Tensor | None] = []
         self._part: Part | None = None
@@ -65,11 +65,13 @@ class HeadBottleneck(nn.Module):
         mu, sigma = self.mu[layer, kept], self.sigma[layer, kept]  # (h, d)
         lam = torch.sigmoid(self.alpha[layer, kept])
         c_tilde = (ctx - mu) / sigma
-        eps = _noise(ctx, generator, self._part)
+        # drawn by the CPU generator on every device: the same noise, so the same fit, anywhere
+        eps = _noise(ctx, generator, self._part).to(ctx.device)
         z_tilde = lam * c_tilde + (1 - lam) * eps
         kl = gaussian_kl(c_tilde, lam).sum(-1)  # (B, T, h)
-        cap = torch.zeros(self.heads.n_heads, dtype=ctx.dtype)
-        cap = cap.index_put((torch.tensor(kept),), kl.mean(dim=(0, 1)) / math.log(2))
+        cap = ctx.new_zeros(self.heads.n_heads)
+        index = torch.tensor(kept, device=ctx.device)
+        cap = cap.index_put((index,), kl.mean(dim=(0, 1)) / math.log(2))
         self._capacity[layer] = cap
         return sigma * z_tilde + mu
 
@@ -86,5 +88,6 @@ class HeadBottleneck(nn.Module):
 
     def capacity(self) -> torch.Tensor:
         """(L, H) bits per frame of the last forward (differentiable)."""
-        rows = [c if c is not None else torch.zeros(self.heads.n_heads) for c in self._capacity]
+        empty = self.alpha.new_zeros(self.heads.n_heads)  # a layer without heads
+        rows = [c if c is not None else empty for c in self._capacity]
         return torch.stack(rows)

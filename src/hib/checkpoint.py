@@ -86,8 +86,8 @@ def _restore_pruned_shapes(model: TaskModel, run_dir: Path) -> bool:
     return True
 
 
-def load_run(run_dir: str | Path) -> tuple[Config, TaskModel]:
-    """The run's config and its best model, in eval mode."""
+def load_run(run_dir: str | Path, device: torch.device | None = None) -> tuple[Config, TaskModel]:
+    """The run's config and its best model, in eval mode (on `device`; None: the CPU)."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     path = run_dir / MODEL_FILE
@@ -108,4 +108,4 @@ def load_run(run_dir: str | Path) -> tuple[Config, TaskModel]:
     if missing or unexpected:
         raise HibError(f"{path}: does not fit the model ({(missing + unexpected)[:3]} ...)")
     model.eval()
-    return config, model
+    return config, model if device is None else model.to(device)

@@ -396,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train", help="train the task's downstream (asr: create the run of the pretrained model)"
     )
-    train.add_argument("--config", help="YAML config (see configs/)")
+    train.add_argument(
+        "--config", help="YAML config file, or a packaged one by name: demo, paper/ks-wav2vec2-base"
+    )
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=2")
     train.add_argument("--out", help="run folder (default runs/<config name>)")
     train.add_argument(

@@ -128,7 +128,7 @@ class Compensation:
         def scale(layer: int, ctx: torch.Tensor) -> torch.Tensor:
             if layer < self.first_layer:
                 return ctx
-            return ctx * self.scales[layer, heads.kept[layer]].to(ctx.dtype)[:, None]
+            return ctx * self.scales[layer, heads.kept[layer]].to(ctx.device, ctx.dtype)[:, None]
 
         def shift(layer: int):
             bias = self.bias[layer]
@@ -137,9 +137,9 @@ class Compensation:
                 extra = self.columns[layer][:, _grid_columns(heads.kept[layer], d)]
 
             def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
-                out = out + bias.to(out.dtype)
+                out = out + bias.to(out.device, out.dtype)
                 if extra is not None:  # args[0]: the context as the scale hook left it
-                    out = out + nn.functional.linear(args[0], extra.to(out.dtype))
+                    out = out + nn.functional.linear(args[0], extra.to(out.device, out.dtype))
                 return out
 
             return hook
@@ -173,11 +173,12 @@ class Compensation:
             weight = out_proj.weight.double()
             if kept:  # else one inert head with zero weights: only the bias matters
                 scales = self.scales[layer, kept].double().repeat_interleave(d)
-                weight = weight * scales
+                weight = weight * scales.to(weight.device)
                 if self.columns is not None:
-                    weight = weight + self.columns[layer][:, _grid_columns(kept, d)].double()
+                    columns = self.columns[layer][:, _grid_columns(kept, d)]
+                    weight = weight + columns.to(weight.device, torch.float64)
             out_proj.weight.copy_(weight.to(out_proj.weight.dtype))
-            bias = out_proj.bias.double() + self.bias[layer].double()
+            bias = out_proj.bias.double() + self.bias[layer].to(weight.device, torch.float64)
             out_proj.bias.copy_(bias.to(out_proj.bias.dtype))
 
     def _check(self, heads: Heads) -> None:
@@ -196,7 +197,7 @@ def _grid_columns(heads: list[int], head_dim: int) -> torch.Tensor:
 
 def _with_bias(linear: nn.Linear) -> nn.Linear:
     new = nn.Linear(linear.in_features, linear.out_features, bias=True)
-    new = new.to(dtype=linear.weight.dtype)
+    new = new.to(linear.weight.device, linear.weight.dtype)
     new.weight.copy_(linear.weight)
     new.bias.zero_()
     new.requires_grad_(linear.weight.requires_grad)
@@ -206,7 +207,8 @@ def _with_bias(linear: nn.Linear) -> nn.Linear:
 # --- one layer's least squares ---------------------------------------------------------------
 class Moments:
     """Running float64 sums of one layer's problem over frames n: x[n] (m,) the kept heads'
-    contexts side by side, r[n] (D,) the target minus the current out_proj bias.
+    contexts side by side, r[n] (D,) the target minus the current out_proj bias. The sums live
+    on the CPU, where the solvers run (`gelsd` has no GPU kernel), whatever computed the frames.
 
     Any block y = W x + beta then has the squared error `error(W, beta)`, and the least-squares
     solutions follow from the centred moments, so the frames are never held as one matrix.
@@ -224,7 +226,8 @@ class Moments:
     def add(self, x: torch.Tensor, r: torch.Tensor) -> None:
         """x (n, m) and r (n, D) of some frames."""
         for lo in range(0, r.shape[0], CHUNK_FRAMES):
-            xs, rs = x[lo : lo + CHUNK_FRAMES].double(), r[lo : lo + CHUNK_FRAMES].double()
+            xs = x[lo : lo + CHUNK_FRAMES].double().cpu()
+            rs = r[lo : lo + CHUNK_FRAMES].double().cpu()
             self.n += rs.shape[0]
             self.xx += xs.T @ xs
             self.xr += xs.T @ rs
@@ -351,7 +354,7 @@ def _real_positions(
         valid = upstream.output_frames(batch.lengths[:n])
     except NotImplementedError:
         return None
-    return torch.arange(state.shape[1])[None, :] < valid[:, None]
+    return torch.arange(state.shape[1], device=state.device)[None, :] < valid[:, None]
 
 
 def _frames(x: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor:
@@ -439,7 +442,7 @@ def _solve_layer(
     kept = heads.kept[layer]
     local = [i for i, h in enumerate(kept) if result.mask[layer, h]]
     moments = _moments(heads, layer, local, calibration, students)
-    weight = heads.blocks[layer].out_proj.weight.detach().double()
+    weight = heads.blocks[layer].out_proj.weight.detach().double().cpu()
     trained = weight[:, _grid_columns(local, d)]  # the kept heads' columns, (D, k * d)
     if heads.stats is not None:  # the mean-filled mask: kept heads as trained, removed: mean
         filled = torch.zeros(weight.shape[0], dtype=torch.float64)

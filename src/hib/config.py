@@ -11,6 +11,7 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ class RefitConfig:
 
 
 PRECISIONS = ("auto", "float32", "bfloat16")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -121,6 +123,16 @@ class Config:
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     refit: RefitConfig = field(default_factory=RefitConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # where training, evaluation, scoring and pruning compute: "auto" = cuda when torch sees a
+    # GPU, else cpu (hib.device); "cuda" on a machine without one is refused when a command
+    # starts, so a run folder written on a GPU machine still loads elsewhere
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ConfigError(
+                f"config key 'device': {self.device!r} is not one of {', '.join(DEVICES)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -229,13 +241,30 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def packaged_config(name: str) -> Path:
+    """A config shipped with the package, by name ("demo", "paper/ks-wav2vec2-base"): the
+    files of src/hib/configs, linked as configs/, so a pip install has them too."""
+    return Path(str(files("hib") / "configs" / f"{name}.yaml"))
+
+
+def config_file(spec: str | Path) -> Path:
+    """A YAML file by path, else a packaged config by name; ConfigError when neither exists."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if not path.suffix and not path.is_absolute() and packaged_config(str(spec)).is_file():
+        return packaged_config(str(spec))
+    raise ConfigError(
+        f"config file not found: {path} (nor a packaged name like paper/ks-wav2vec2-base)"
+    )
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults <- YAML file <- dotted overrides, validated against the dataclasses."""
+    """Defaults <- YAML file (a path, or a packaged config's name) <- dotted overrides,
+    validated against the dataclasses."""
     tree: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        path = config_file(path)
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -19,13 +19,12 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from hib.checkpoint import MODEL_FILE
 from hib.compare import compare, format_table
-from hib.config import load_config
+from hib.config import load_config, packaged_config
 from hib.methods import METHODS
 from hib.pipeline import Run
 from hib.prune import parse_ratios
@@ -165,11 +164,6 @@ heads): `hib compare` runs them, the demo's comparison does not (docs/method.md,
 JOINT_RATIOS = (0.2, 0.3, 0.4)  # the issue's bar: >= 90 % of each task's own mask at 30 %
 
 
-def config_path(name: str) -> Path:
-    """A config shipped with the package (src/hib/configs, linked as configs/)."""
-    return Path(str(files("hib") / "configs" / f"{name}.yaml"))
-
-
 def _step(label: str) -> float:
     print(f"== {label}", flush=True)
     return time.perf_counter()
@@ -211,7 +205,7 @@ def run_task_demo(task: str, out: Path, plan: TaskPlan) -> dict:
     re-fits), the held-out corpus if any, the comparison of every method, the report."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    config = load_config(config_path(plan.config), [f"task={task}", *plan.overrides])
+    config = load_config(packaged_config(plan.config), [f"task={task}", *plan.overrides])
     metric_name = None
     if (out / MODEL_FILE).is_file():
         metric_name = read_results(out).get("metric", {}).get("name")

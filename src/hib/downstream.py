@@ -70,7 +70,7 @@ def _time_mean(x: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor:
     """(B, T, D) -> (B, D): the mean over each clip's valid frames (all when `frames` is None)."""
     if frames is None:
         return x.mean(dim=1)
-    valid = (torch.arange(x.shape[1]) < frames[:, None]).to(x.dtype)[..., None]
+    valid = (torch.arange(x.shape[1], device=x.device) < frames[:, None]).to(x.dtype)[..., None]
     return (x * valid).sum(1) / frames[:, None].clamp(min=1).to(x.dtype)
 
 

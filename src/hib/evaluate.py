@@ -145,7 +145,7 @@ def _predict(
     `keep`, each batch's raw states (inputs of layers 0..n_layers) are appended to it."""
     preds, seen = [], []
     upstream = model.upstream
-    with autocast(precision):
+    with autocast(precision, model.device.type):
         for states, batch in tqdm(batches, desc="eval", disable=not progress, leave=False):
             raw = upstream.run_layers(states)
             if keep is not None:

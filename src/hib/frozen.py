@@ -64,7 +64,9 @@ class ClipFeatures:
     def batches(self, order: Sequence[int], size: int) -> Iterator[tuple[torch.Tensor, Batch]]:
         """(features, the batch's targets) for `order`, in batches of `size`."""
         for start in range(0, len(order), size):
-            rows = torch.as_tensor(order[start : start + size], dtype=torch.long)
+            rows = torch.as_tensor(
+                order[start : start + size], dtype=torch.long, device=self.features.device
+            )
             no_waves = self.features.new_empty((len(rows), 0))
             yield self.features[rows], Batch(no_waves, self.targets[rows])
 

@@ -90,6 +90,11 @@ class Heads:
     def shape(self) -> tuple[int, int]:
         return (self.n_layers, self.n_heads)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the heads compute: fill values and masks are sent there, scores come back."""
+        return self.blocks[0].out_proj.weight.device
+
     def __iter__(self) -> Iterator[Head]:
         for layer, kept in enumerate(self.kept):
             for index in kept:
@@ -143,28 +148,30 @@ class Heads:
             yield record
 
     def fill_values(self, fill: str) -> torch.Tensor:
-        """(L, H, d) what a removed head passes on: its training mean, or zeros."""
+        """(L, H, d) what a removed head passes on, on the heads' device: its training mean,
+        or zeros."""
         if fill not in FILLS:
             raise ValueError(f"unknown fill '{fill}' (choose from {', '.join(FILLS)})")
         if fill == "zero":
-            return torch.zeros(*self.shape, self.head_dim)
+            return torch.zeros(*self.shape, self.head_dim, device=self.device)
         if self.stats is None:
             raise ValueError("mean fill needs head statistics: run Heads.fit_stats first")
-        return self.stats.mean
+        return self.stats.mean.to(self.device)
 
     @contextmanager
     def masked(self, mask: torch.Tensor, fill: str = "mean") -> Iterator[None]:
         """Heads with mask 0 pass `fill` instead of their context while the block runs."""
         values = self.fill_values(fill)
-        mask = mask.to(torch.bool)
+        # which layers drop a head is read on the CPU, so no forward waits for a GPU to say it
+        mask = mask.to("cpu", torch.bool)
+        drops = (~mask).to(self.device)
 
         def apply(layer: int, ctx: torch.Tensor) -> torch.Tensor:
             kept = self.kept[layer]
-            drop = ~mask[layer, kept]
-            if not drop.any():
+            if mask[layer, kept].all():
                 return ctx
             fill_ctx = values[layer, kept].to(ctx.dtype)  # (h, d)
-            return torch.where(drop[:, None], fill_ctx, ctx)
+            return torch.where(drops[layer, kept][:, None], fill_ctx, ctx)
 
         with self.replace_context(apply):
             yield
@@ -176,7 +183,7 @@ class Heads:
 
         def apply(layer: int, ctx: torch.Tensor) -> torch.Tensor:
             kept = self.kept[layer]
-            g = gates[layer, kept].to(ctx.dtype)[:, None]
+            g = gates[layer, kept].to(ctx.device, ctx.dtype)[:, None]
             return g * ctx + (1 - g) * values[layer, kept].to(ctx.dtype)
 
         with self.replace_context(apply):
@@ -199,6 +206,7 @@ class Heads:
         max_clips are dropped from the records, and every layer counts its own frames.
         Batches that are `world`'s parts of global batches (hib.distributed) count the global
         batch's clips, and the processes' moments are merged at the end.
+        Each batch's moments are taken where it ran and summed on the CPU, where the stats live.
         """
         shape = (*self.shape, self.head_dim)
         count = torch.zeros(self.n_layers)
@@ -240,7 +248,8 @@ class Heads:
             ctx = ctx.double()
             n_b = torch.tensor(float(ctx.shape[0]))
             b_mean = ctx.mean(0)
-            b_m2 = ((ctx - b_mean) ** 2).sum(0)
+            b_m2 = ((ctx - b_mean) ** 2).sum(0).cpu()
+            b_mean = b_mean.cpu()
             delta = b_mean - mean[layer, kept].double()
             total = count[layer] + n_b
             mean[layer, kept] = (mean[layer, kept] + delta * n_b / total).float()
@@ -271,12 +280,12 @@ class Heads:
             d = block.head_dim
             out_proj = block.out_proj
             # summed in float64: mask = removal is then exact to the model's own precision
-            folded = torch.zeros(out_proj.out_features, dtype=torch.float64)
+            folded = out_proj.weight.new_zeros(out_proj.out_features, dtype=torch.float64)
             for i in drop_local:
                 cols = out_proj.weight[:, i * d : (i + 1) * d]
                 folded += cols.double() @ values[layer, kept[i]].double()
             inert = not keep_local
-            rows = _head_rows(keep_local or [0], d)
+            rows = _head_rows(keep_local or [0], d).to(out_proj.weight.device)
             for name in ("q_proj", "k_proj", "v_proj"):
                 new = _slice_linear(getattr(block, name), rows, dim=0)
                 if inert:
@@ -347,13 +356,14 @@ class Heads:
             yield record
 
     def on_grid(self, per_layer: list[torch.Tensor]) -> torch.Tensor:
-        """(L, H) from one value per current head of each layer (order of `kept`), 0 elsewhere.
+        """(L, H) on the CPU from one value per current head of each layer (order of `kept`), 0
+        elsewhere.
 
         A layer that lost every head still runs one inert head; its value is dropped.
         """
         out = torch.zeros(self.shape)
         for layer, (kept, values) in enumerate(zip(self.kept, per_layer, strict=True)):
-            out[layer, kept] = values[: len(kept)].detach().float()
+            out[layer, kept] = values[: len(kept)].detach().float().cpu()
         return out
 
 
@@ -373,7 +383,9 @@ def _head_rows(heads: list[int], head_dim: int) -> torch.Tensor:
 
 
 def _slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int, force_bias: bool = False):
-    """A new nn.Linear keeping `index` of the output rows (dim 0) or input columns (dim 1)."""
+    """A new nn.Linear keeping `index` of the output rows (dim 0) or input columns (dim 1), on
+    the old one's device (built on the CPU first, so its throwaway initialisation draws from the
+    CPU generator on every device alike)."""
     weight = linear.weight.index_select(dim, index)
     has_bias = linear.bias is not None or force_bias
     new = nn.Linear(weight.shape[1], weight.shape[0], bias=has_bias)
@@ -387,4 +399,4 @@ def _slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int, force_bias: 
         else:
             new.bias.copy_(linear.bias)
         new.bias.requires_grad_(linear.weight.requires_grad)
-    return new.to(linear.weight.dtype)
+    return new.to(linear.weight.device, linear.weight.dtype)

@@ -31,6 +31,7 @@ import torch
 from safetensors import safe_open
 from torch.utils.data import Dataset
 
+from hib.device import CPU, module_device
 from hib.io import save_tensors
 from hib.precision import autocast
 from hib.tasks.base import Batch, TaskModel
@@ -48,6 +49,7 @@ class CachedSet:
     extras: list[Batch]  # per batch, its targets and lengths (the waveforms are not kept)
     states: list[list[torch.Tensor]] = field(default_factory=list)  # empty when on disk
     path: Path | None = None
+    device: torch.device = CPU  # where the states computed, and where those on disk go back
     last: MaskedStates | None = None  # the last mask evaluated on the set, to resume from
 
     @property
@@ -63,7 +65,7 @@ class CachedSet:
             for states, extras in zip(self.states, self.extras, strict=True):
                 yield states[: upto + 1], extras
             return
-        with safe_open(str(self.path), framework="pt") as f:
+        with safe_open(str(self.path), framework="pt", device=str(self.device)) as f:
             for i, extras in enumerate(self.extras):
                 yield [f.get_tensor(f"b{i}")], extras
 
@@ -197,9 +199,10 @@ class LayerCache:
     def _compute(
         self, upstream: Upstream, batches: Iterable[Batch], key: str, precision: str
     ) -> CachedSet | None:
-        entry = CachedSet(key, depth=upstream.n_layers, extras=[])
+        device = module_device(upstream)
+        entry = CachedSet(key, depth=upstream.n_layers, extras=[], device=device)
         free = self.budget_bytes - self.nbytes
-        with autocast(precision):
+        with autocast(precision, device.type):
             for batch in batches:
                 entry.states.append(upstream.layer_inputs(batch.waves)[: entry.depth + 1])
                 entry.extras.append(batch.without_waves())

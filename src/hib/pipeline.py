@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from hib.bench import bench_pruning
-from hib.checkpoint import load_run, save_pruned
+from hib.checkpoint import load_run, load_run_config, save_pruned
 from hib.compensate import DEFAULT_CLIPS, Calibration, Compensation, check_clips, check_kind
 from hib.compensate import compensate as solve_compensation
+from hib.device import resolve_device
 from hib.distributed import LOCAL, World
 from hib.errors import HibError
 from hib.evaluate import EvalResult, eval_batch_size, evaluate
@@ -52,12 +53,21 @@ RANDOM_SEEDS = 3  # = `hib compare`'s default seeds, so both meet the same rando
 
 class Run:
     """A run folder (trained, or created for a pretrained head), with its task, model and data
-    loaded once. `world`: the processes scoring together (hib.distributed): the methods that
-    can run data-parallel over them, the main process writes."""
+    loaded once; the model on `device` (auto, cpu, cuda: hib.device), else the run's config's.
+    `world`: the processes scoring together (hib.distributed): the methods that can run
+    data-parallel over them, the main process writes."""
 
-    def __init__(self, run_dir: str | Path, progress: bool = True, world: World = LOCAL):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        progress: bool = True,
+        device: str | None = None,
+        world: World = LOCAL,
+    ):
         self.dir = Path(run_dir)
-        self.config, self.model = load_run(self.dir)
+        self.config = load_run_config(self.dir)
+        self.device = resolve_device(device or self.config.device)
+        self.config, self.model = load_run(self.dir, self.device)
         self.task: Task = make_task(self.config)
         self.world = world
         self.progress = progress and world.is_main
@@ -114,7 +124,7 @@ class Run:
     @cached_property
     def precision(self) -> str:
         """The evaluation precision this machine uses (`auto` resolved: hib.precision)."""
-        return resolve_precision(self.config.eval.precision)
+        return resolve_precision(self.config.eval.precision, device=self.device)
 
     # --- scores --------------------------------------------------------------------------
     def _method(self, name: str, seed: int | None = None, **options: Any):

@@ -4,7 +4,9 @@ bf16 autocast runs matrix products in bfloat16. CPUs with native bf16 (AMX, AVX5
 them 2-2.6x faster than float32; every other CPU (AVX2: most AMD, older Intel, laptops)
 emulates them and runs 7-9x *slower*. `auto` therefore asks the CPU first and, where it claims
 native bf16, confirms with a short measurement on the upstream's own shapes, once per machine
-(cached under the hib cache directory), before it picks bf16.
+(cached under the hib cache directory), before it picks bf16. On a GPU (`device: cuda`) the
+question is only whether it has bf16 tensor cores (compute capability 8.0 on, torch's
+`is_bf16_supported`): there bf16 is the fast path, so `auto` takes it without measuring.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 
 from hib.config import PRECISIONS
+from hib.device import CPU
 from hib.io import WriteError, write_json
 from hib.paths import cache_dir as default_cache_dir
 
@@ -30,12 +33,13 @@ LINEAR_SHAPE = (3200, 384, 1536)
 """(rows, in, out) of Whisper tiny.en's FFN on a 64-clip batch: where evaluation spends its time."""
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager:
-    """The context of an evaluation forward at a resolved precision (never `auto`)."""
+def autocast(precision: str, device_type: str = "cpu") -> contextlib.AbstractContextManager:
+    """The context of an evaluation forward at a resolved precision (never `auto`) on a device
+    of `device_type` ("cpu", "cuda")."""
     if precision == "float32":
         return contextlib.nullcontext()
     if precision == "bfloat16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     raise ValueError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS[1:])})")
 
 
@@ -84,8 +88,10 @@ def resolve_precision(
     cache_dir: str | Path | None = None,
     measure: Callable[[], float] = bf16_time_ratio,
     native: Callable[[], bool] = native_bf16,
+    device: torch.device = CPU,
 ) -> str:
-    """`float32` or `bfloat16` for a configured precision; `auto` decides for this machine.
+    """`float32` or `bfloat16` for a configured precision; `auto` decides for this machine's
+    `device`: on a GPU by its bf16 support, on the CPU by `native` and `measure`.
 
     The measured ratio is stored in <cache>/precision.json per machine key, so the measurement
     runs once per machine; an unwritable cache only means measuring again next time.
@@ -94,6 +100,10 @@ def resolve_precision(
         raise ValueError(f"unknown precision '{requested}' (choose from {', '.join(PRECISIONS)})")
     if requested != "auto":
         return requested
+    if device.type == "cuda":
+        # native tensor cores only: emulated bf16 (older GPUs) is slower than float32
+        native_gpu = torch.cuda.is_bf16_supported(including_emulation=False)
+        return "bfloat16" if native_gpu else "float32"
     if not native():
         return "float32"
     path = Path(cache_dir or default_cache_dir()) / AUTO_FILE

@@ -165,7 +165,7 @@ def refit_head(
     batches = task.train_batches(train_set, model, epoch=10_000, clips=config.refit.clips)
     pooled = model.supports_features  # keep each clip's pooled features, not every state
     features = []
-    with torch.no_grad(), autocast(precision):
+    with torch.no_grad(), autocast(precision, model.device.type):
         for batch in batches:
             hidden = pruned.upstream(batch.waves).hidden_states
             kept = pruned.features(hidden, batch) if pooled else hidden

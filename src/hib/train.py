@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from hib.checkpoint import CONFIG_FILE, load_run, save_config, save_model
 from hib.config import Config
+from hib.device import resolve_device
 from hib.distributed import LOCAL, World
 from hib.errors import HibError
 from hib.evaluate import eval_batch_size, evaluate
@@ -143,8 +144,10 @@ def train(
     A task whose model keeps its pretrained head (ASR) has nothing to train: its run records
     the config, the head statistics and the unpruned metrics. `world`: the processes training
     together (hib.distributed); only its main process writes.
+    Everything runs on the config's `device` (hib.device).
     """
     run_dir = Path(run_dir)
+    device = resolve_device(config.device)  # before any work: cuda without a GPU is refused
     start = time.perf_counter()
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
@@ -152,16 +155,18 @@ def train(
     task = make_task(config)
     with world.main_first():  # a missing corpus is built once
         splits = _loaded_splits(task, progress)
-    precision = resolve_precision(config.eval.precision)
+    precision = resolve_precision(config.eval.precision, device=device)
     if task.trains_head:
-        history, best = _train_head(task, splits, run_dir, resume, progress, precision, world)
+        history, best = _train_head(
+            task, splits, run_dir, resume, progress, precision, device, world
+        )
     else:
         if world.is_main:
             save_config(run_dir, config)
             save_model(run_dir, task.build_model(), config)
         history, best = [], None
     world.barrier()  # the main process has written the best model
-    _, best_model = load_run(run_dir)
+    _, best_model = load_run(run_dir, device)
     fit_head_stats(task, best_model, splits.train, world)
     if world.is_main:
         save_model(run_dir, best_model, config)
@@ -189,6 +194,7 @@ def train(
         **test.details,
         "precision": precision,
         "precision_requested": config.eval.precision,
+        "device": device.type,
         **reference,
         "train": record,
     }
@@ -202,6 +208,7 @@ def _train_head(
     resume: bool,
     progress: bool,
     precision: str,
+    device: torch.device,
     world: World,
 ) -> tuple[list[dict], float]:
     """Train the task head (and the upstream when fine-tuned), keeping the best on validation;
@@ -211,7 +218,7 @@ def _train_head(
     metric = task.metric
     # a frozen upstream gives the validation clips the same features every epoch: computed once
     cache = LayerCache(int(config.eval.cache_gb * 2**30))
-    model = task.build_model()
+    model = task.build_model().to(device)
     optimizer = _optimizer(model, config)
     scheduler = _cosine_schedule(optimizer, config, len(splits.train))
     state = load_train_state(run_dir) if resume else None

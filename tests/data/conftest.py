@@ -106,8 +106,11 @@ def corpus(corpus_template: Corpus, tmp_path: Path) -> Corpus:
 
 @pytest.fixture
 def official_test_set(tmp_path: Path) -> Path:
+    return make_official_test_set(tmp_path / "speech_commands_test_set_v0.01")
+
+
+def make_official_test_set(root: Path) -> Path:
     """The layout of speech_commands_test_set_v0.01: keyword folders plus _unknown_, _silence_."""
-    root = tmp_path / "speech_commands_test_set_v0.01"
     for i, word in enumerate((*KEYWORDS, "_unknown_")):
         write(root / word / f"{i:08x}_nohash_0.wav", tone(500 + 10 * i))
     for i in range(3):

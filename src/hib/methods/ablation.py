@@ -51,7 +51,8 @@ class Ablation(HeadMethod):
 
 
 def _tally(model: TaskModel, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """(examples right, or NaN without a cheap metric; summed loss) of one batch."""
+    """(examples right, or NaN without a cheap metric; summed loss) of one batch, on the CPU."""
+    loss = model.loss_of(outputs, batch, reduction="sum").detach()
     correct = model.correct(outputs, batch)
-    right = torch.tensor(float("nan")) if correct is None else correct
-    return torch.stack([right, model.loss_of(outputs, batch, reduction="sum").detach()])
+    right = loss.new_tensor(float("nan")) if correct is None else correct
+    return torch.stack([right.to(loss.dtype), loss]).cpu()

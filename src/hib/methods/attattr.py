@@ -92,7 +92,7 @@ def _context_grad(
     scales = alphas.repeat_interleave(len(batch)).view(-1, 1, 1, 1)
 
     def scale(at: int, ctx: torch.Tensor) -> torch.Tensor:
-        return ctx * scales.to(ctx.dtype) if at == layer else ctx
+        return ctx * scales.to(ctx.device, ctx.dtype) if at == layer else ctx
 
     with heads.replace_context(scale), heads.probed() as probes:
         repeated = batch.without_waves().repeat(n)

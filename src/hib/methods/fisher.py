@@ -68,7 +68,7 @@ class Fisher(HeadMethod):
         for batch in self.counted_batches(model, data):
             for layer, grad in gate_gradients(model, heads, batch, fill).items():
                 grad = grad.detach().double()  # (B, h)
-                sums[layer] += grad.T @ grad
+                sums[layer] += (grad.T @ grad).cpu()
             count += len(batch)
         sums = [self.world.sum(block) for block in sums]  # every process's clips
         (count,) = self.world.sum_floats(count)

@@ -63,7 +63,7 @@ class HIB(HeadMethod):
                 loss.backward()
                 self.world.reduce_gradients([bottleneck.alpha], batch.part)
                 optimizer.step()
-                cap_sum += capacity.detach() * batch.counted
+                cap_sum += capacity.detach().cpu() * batch.counted
                 loss_sum += loss.item() * batch.counted
                 count += batch.counted
                 steps += 1

@@ -37,7 +37,7 @@ class HIBAttention(HeadMethod):
     def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         model.eval()
         heads = model.heads()
-        mix_logit = torch.full(heads.shape, -4.0, requires_grad=True)
+        mix_logit = torch.full(heads.shape, -4.0, device=heads.device, requires_grad=True)
         maps: dict[int, torch.Tensor] = {}  # layer -> (h, T, S) logits, made at the first batch
         optimizer = None
         total, count = torch.zeros(heads.shape), 0
@@ -56,7 +56,7 @@ class HIBAttention(HeadMethod):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += similarity.detach() * len(batch)
+                total += similarity.detach().cpu() * len(batch)
                 count += len(batch)
         return total / max(count, 1)
 
@@ -70,7 +70,7 @@ class HIBAttention(HeadMethod):
             old = maps.get(layer)
             have = tuple(old.shape[1:]) if old is not None else (0, 0)
             if have[0] < t or have[1] < s:
-                grown = torch.zeros(ctx.shape[2], max(t, have[0]), max(s, have[1]))
+                grown = ctx.new_zeros(ctx.shape[2], max(t, have[0]), max(s, have[1]))
                 if old is not None:
                     grown[:, : have[0], : have[1]] = old.detach()
                 maps[layer] = grown.requires_grad_()
@@ -86,12 +86,13 @@ class HIBAttention(HeadMethod):
         rows = []
         for layer, attn in enumerate(attentions):
             kept = heads.kept[layer]
-            row = torch.zeros(heads.n_heads)
+            row = mix_logit.new_zeros(heads.n_heads)
             if kept:
                 prior = _corner(maps[layer], *attn.shape[-2:])
                 tv = 0.5 * (attn.detach() - prior).abs().sum(-1)  # (B, h, T)
                 g = torch.sigmoid(mix_logit[layer, kept])
-                row = row.index_put((torch.tensor(kept),), 1 - g * tv.mean(dim=(0, 2)))
+                index = torch.tensor(kept, device=row.device)
+                row = row.index_put((index,), 1 - g * tv.mean(dim=(0, 2)))
             rows.append(row)
         return torch.stack(rows)
 

@@ -43,10 +43,10 @@ class L0Gates(HeadMethod):
     def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         model.eval()
         heads = model.heads()
-        log_alpha = torch.zeros(heads.shape, requires_grad=True)
+        log_alpha = torch.zeros(heads.shape, device=heads.device, requires_grad=True)
         optimizer = torch.optim.SGD([log_alpha], lr=self.lr)
         generator = torch.Generator().manual_seed(self.seed)
-        alive = heads.alive()
+        alive = heads.alive().to(heads.device)
         for epoch in range(self.passes(self.epochs, data)):
             for batch in self.batches(model, data, epoch):
                 gates = sample_gates(log_alpha, generator)
@@ -57,12 +57,13 @@ class L0Gates(HeadMethod):
                 (log_alpha.grad,) = torch.autograd.grad(loss, [log_alpha])
                 self.world.reduce_gradients([log_alpha], batch.part)
                 optimizer.step()
-        return torch.where(alive, open_probability(log_alpha).detach(), torch.zeros(()))
+        return torch.where(alive, open_probability(log_alpha).detach(), 0.0).cpu()
 
 
 def sample_gates(log_alpha: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One hard-concrete draw per gate, in [0, 1] and exactly 0 or 1 with positive probability."""
-    u = torch.rand(log_alpha.shape, generator=generator).clamp(EPS, 1 - EPS)
+    """One hard-concrete draw per gate, in [0, 1] and exactly 0 or 1 with positive probability;
+    drawn by the CPU generator on every device (the same draws anywhere)."""
+    u = torch.rand(log_alpha.shape, generator=generator).to(log_alpha.device).clamp(EPS, 1 - EPS)
     concrete = torch.sigmoid((u.log() - (1 - u).log() + log_alpha) / TEMPERATURE)
     low, high = STRETCH
     return (concrete * (high - low) + low).clamp(0, 1)

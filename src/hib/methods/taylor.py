@@ -39,7 +39,7 @@ class Taylor(HeadMethod):
         count = 0
         for batch in self.counted_batches(model, data):
             for layer, grad in gate_gradients(model, heads, batch, fill).items():
-                total[layer] += grad.abs().sum(dim=0)
+                total[layer] += grad.abs().sum(dim=0).cpu()
             count += len(batch)
         total = [self.world.sum(t) for t in total]  # every process's clips
         (count,) = self.world.sum_floats(count)

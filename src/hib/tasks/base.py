@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from hib.data.corpora import resolve_data_root
+from hib.device import module_device
 from hib.distributed import LOCAL, Part, World
 from hib.errors import ConfigError
 from hib.heads import Heads, HeadStats
@@ -77,6 +78,30 @@ class Batch:
     def without_waves(self) -> Batch:
         """The batch's targets alone, for caches that keep layer inputs instead of audio."""
         return Batch(self.waves.new_empty((len(self), 0)), self.targets, self.lengths)
+
+    def to(self, device: torch.device) -> Batch:
+        """The batch on `device` (itself where it is there already); texts stay as they are."""
+        if self.waves.device == device:
+            return self
+        moved = (_moved(part, device) for part in (self.waves, self.targets, self.lengths))
+        return replace(self, **dict(zip(("waves", "targets", "lengths"), moved, strict=True)))
+
+    def pin_memory(self) -> Batch:
+        """The batch in pinned host memory (a DataLoader's `pin_memory=True` calls this)."""
+        pinned = (_pinned(part) for part in (self.waves, self.targets, self.lengths))
+        return replace(self, **dict(zip(("waves", "targets", "lengths"), pinned, strict=True)))
+
+
+def _moved(part: Any, device: torch.device) -> Any:
+    # to a GPU, a pinned tensor copies while the host goes on (any other copies as it would
+    # anyway); back to the host, only a blocking copy is safe to read at once
+    if not isinstance(part, torch.Tensor):
+        return part
+    return part.to(device, non_blocking=device.type == "cuda")
+
+
+def _pinned(part: Any) -> Any:
+    return part.pin_memory() if isinstance(part, torch.Tensor) else part
 
 
 def repeat(items: Any, n: int) -> Any:
@@ -144,6 +169,11 @@ class TaskModel(nn.Module):
         copy.__dict__ = dict(self.__dict__)
         copy._modules = {**self._modules, **modules}
         return copy
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model computes (hib.device): where its batches are sent."""
+        return module_device(self)
 
     def freeze_upstream(self, frozen: bool = True) -> None:
         for p in self.upstream.parameters():
@@ -223,11 +253,13 @@ class TaskModel(nn.Module):
         return self.head.state_dict()
 
     def batches(self, dataset: Dataset, batch_size: int) -> Iterator[Batch]:
-        """The dataset in order, collated in batches, without a DataLoader (a DataLoader draws
-        its base seed from the global RNG, which a resumed training run reproduces)."""
+        """The dataset in order, collated in batches on the model's device, without a
+        DataLoader (a DataLoader draws its base seed from the global RNG, which a resumed
+        training run reproduces)."""
+        device = self.device
         for start in range(0, len(dataset), batch_size):
             stop = min(start + batch_size, len(dataset))
-            yield self.collate([dataset[i] for i in range(start, stop)])
+            yield self.collate([dataset[i] for i in range(start, stop)]).to(device)
 
 
 @dataclass
@@ -309,10 +341,11 @@ class Task:
         clips: int | None = None,
         world: World = LOCAL,
     ) -> Iterable[Batch]:
-        """Training batches of one epoch: `train_order`, in batches of train.batch_size
-        (`world`'s part of each: hib.distributed)."""
+        """Training batches of one epoch on the model's device: `train_order`, in batches of
+        train.batch_size (`world`'s part of each: hib.distributed)."""
         order = self.train_order(len(train_set), epoch, clips)
-        return world.batches(train_set, order, self.config.train.batch_size, model.collate)
+        batches = world.batches(train_set, order, self.config.train.batch_size, model.collate)
+        return (batch.to(model.device) for batch in batches)
 
     def stats_batches(
         self, train_set: Dataset, model: TaskModel, world: World = LOCAL

@@ -19,6 +19,7 @@ from hib.data.speech_commands import (
     balanced_sampler,
     load_split,
 )
+from hib.device import pinned
 from hib.distributed import LOCAL, World
 from hib.downstream import ACCURACY, UtteranceClassifier
 from hib.tasks.base import Batch, Splits, Task, register_task
@@ -66,7 +67,8 @@ class KeywordSpotting(Task):
     ) -> Iterator[Batch]:
         """Class-balanced draws, augmented: `clips` of them, else train.steps_per_epoch
         batches, else one pass's worth (`world`'s part of each batch, its augmentation drawn
-        from a seed of its own: hib.distributed)."""
+        from a seed of its own: hib.distributed); on the model's device, through pinned memory
+        when that is a GPU."""
         config = self.config
         seed = config.seed * 1000 + epoch
         dataset = train_set
@@ -82,4 +84,6 @@ class KeywordSpotting(Task):
         else:
             num_samples = len(train_set)
         draws = balanced_sampler(train_set, num_samples=num_samples, seed=seed)
-        return world.batches(dataset, list(draws), batch_size, model.collate)
+        batches = world.batches(dataset, list(draws), batch_size, model.collate)
+        device, pin = model.device, pinned(model.device)
+        return ((batch.pin_memory() if pin else batch).to(device) for batch in batches)

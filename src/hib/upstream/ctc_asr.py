@@ -33,7 +33,7 @@ from hib.upstream.hf import (
 
 def normalize_clips(waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit variance per clip over its first `lengths` samples; padding stays 0."""
-    valid = (torch.arange(waves.shape[1]) < lengths[:, None]).to(waves.dtype)
+    valid = (torch.arange(waves.shape[1], device=waves.device) < lengths[:, None]).to(waves.dtype)
     n = lengths[:, None].to(waves.dtype)
     mean = (waves * valid).sum(1, keepdim=True) / n
     var = ((waves - mean) ** 2 * valid).sum(1, keepdim=True) / n
@@ -101,8 +101,8 @@ class CTCASR(nn.Module):
         """CTC loss per target token: "mean" divides the batch's sum by its target tokens (as
         the checkpoints' own "sum" reduction over tokens); "sum" adds each clip's per-token
         loss (per-example gradients)."""
-        targets = [torch.tensor(self.labels(t)) for t in texts]
-        target_lengths = torch.tensor([len(t) for t in targets])
+        targets = [torch.tensor(self.labels(t), device=logits.device) for t in texts]
+        target_lengths = torch.tensor([len(t) for t in targets], device=logits.device)
         log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)
         per_clip = F.ctc_loss(
             log_probs,

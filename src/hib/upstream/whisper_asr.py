@@ -70,7 +70,7 @@ def looping(written: list[torch.Tensor]) -> torch.Tensor:
     encoder) repeats it to the token budget, which costs time and changes nothing but the
     count of insertions, so decoding stops there and the hypothesis keeps the repeats so far."""
     batch = written[0].shape[0]
-    found = torch.zeros(batch, dtype=torch.bool)
+    found = torch.zeros(batch, dtype=torch.bool, device=written[0].device)
     steps = len(written)
     if steps < LOOP_TOKENS:
         return found
@@ -177,7 +177,7 @@ class WhisperASR(nn.Module):
     ) -> torch.Tensor:
         """Cross-entropy per transcript (mean over its target tokens: the text, then
         <|endoftext|>), averaged ("mean") or added ("sum") over the batch."""
-        _, labels = self._teacher_forcing(texts)
+        labels = self._teacher_forcing(texts)[1].to(logits.device)
         tokens = F.cross_entropy(
             logits.transpose(1, 2).float(), labels, ignore_index=IGNORE, reduction="none"
         )
@@ -188,7 +188,7 @@ class WhisperASR(nn.Module):
         self, logits: torch.Tensor, texts: Sequence[str], lengths: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Mean probability of each transcript's target tokens, summed over the batch."""
-        _, labels = self._teacher_forcing(texts)
+        labels = self._teacher_forcing(texts)[1].to(logits.device)
         scored = labels != IGNORE
         probs = logits.float().softmax(-1).gather(2, labels.clamp(min=0)[..., None])[..., 0]
         return ((probs * scored).sum(1) / scored.sum(1).clamp(min=1)).sum()
@@ -208,7 +208,7 @@ class WhisperASR(nn.Module):
 
     def _forced(self, encoded: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         return self.model(
-            encoder_outputs=(encoded,), decoder_input_ids=inputs, use_cache=False
+            encoder_outputs=(encoded,), decoder_input_ids=inputs.to(encoded.device), use_cache=False
         ).logits
 
     def stats_forward(self, batch: tuple[torch.Tensor, torch.Tensor, Sequence[str]]) -> None:
@@ -260,8 +260,8 @@ class WhisperASR(nn.Module):
         if max_new_tokens is None:
             max_new_tokens = token_budget(float(lengths.max()) / 16000)
         batch = encoded.shape[0]
-        ids = torch.tensor([self.prompt] * batch)
-        finished = torch.zeros(batch, dtype=torch.bool)
+        ids = torch.tensor([self.prompt] * batch, device=encoded.device)
+        finished = torch.zeros(batch, dtype=torch.bool, device=encoded.device)
         written: list[torch.Tensor] = []
         cache = None
         for step in range(max_new_tokens):
