@@ -126,9 +126,12 @@ def main() -> None:
     out: dict[str, Any] = {"run": args.run, "beta": beta, "ratios": ratios, "seeds": args.seeds}
     out["variants"] = {}
     for variant in args.variants.split(","):
-        rows = [
-            measure(run, variant, run.config.seed + s, ratios, options) for s in range(args.seeds)
-        ]
+        rows = []
+        for s in range(args.seeds):
+            start = time.perf_counter()
+            rows.append(measure(run, variant, run.config.seed + s, ratios, options))
+            wall = time.perf_counter() - start
+            print(f"  {variant} seed {s}: area {rows[-1]['area']:.4f} ({wall:.0f} s)", flush=True)
         out["variants"][variant] = summary(rows)
         row = out["variants"][variant]
         print(
