@@ -38,6 +38,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "budget=0.2": ("hib", {"budget": 0.2}),
     "clips=250": ("hib", {"clips": 250}),
     "clips=500": ("hib", {"clips": 500}),
+    "clips=1000": ("hib", {"clips": 1000}),
     "clips=2000": ("hib", {"clips": 2000}),
     "compensate-lsq": ("hib", {}),
     "compensate-proj": ("hib", {}),
