@@ -334,3 +334,20 @@ def test_ks_figures_are_those_from_before_the_task_interface(run_dir):
         scores = run.compute_scores(name, **opts)
         atol = 1e-8 if name == "ablation" else 1e-12
         assert torch.allclose(scores, torch.tensor(PINNED[name]), rtol=1e-5, atol=atol), name
+
+
+def test_iterative_rescoring_fits_only_the_heads_left(run_dir):
+    """Each re-fit runs on the physically pruned model: a removed head scores 0 (on the masked
+    model HIB's bottleneck noised its fill and charged its capacity), and the iterative sweep
+    never revives one."""
+    run = Run(run_dir, progress=False)
+    options = {"beta": 0.1, "clips": 16, "epochs": 1}
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    mask[0, 1] = mask[1, 2] = False
+    rescore = run.rescorer("hib", **options)
+    scores = rescore(mask)
+    assert (scores[~mask] == 0).all() and (scores[mask] > 0).all()
+    assert rescore(mask.clone()) is scores  # memoised per mask
+    run.score("hib", **options)
+    curve = run.prune("hib", [0.25, 0.5], iterative=True)["curve"]
+    assert [p["pruned"] for p in curve] == [2, 4]

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from hib.distributed import Part
+from hib.errors import HibError
 from hib.heads import Heads
 
 SIGMA_FLOOR = 0.01
@@ -43,22 +44,38 @@ def _noise(ctx: torch.Tensor, generator: torch.Generator | None, part: Part | No
     return whole[start : start + len(ctx)]
 
 
-class HeadBottleneck(nn.Module):
-    """Learnable alpha per (layer, head, channel); attach it to a model's heads with `attached`."""
+ALPHA_SHARING = ("channel", "head")
 
-    def __init__(self, heads: Heads, alpha_init: float = ALPHA_INIT):
+
+def check_alpha_per(value: str) -> str:
+    if value not in ALPHA_SHARING:
+        raise HibError(f"alpha_per '{value}': choose from {', '.join(ALPHA_SHARING)}")
+    return value
+
+
+class HeadBottleneck(nn.Module):
+    """Learnable alpha per (layer, head, channel), or per (layer, head) with `alpha_per="head"`
+    (one lambda shared by a head's channels: a head passes or loses its channels together);
+    attach it to a model's heads with `attached`."""
+
+    def __init__(self, heads: Heads, alpha_init: float = ALPHA_INIT, alpha_per: str = "channel"):
         super().__init__()
+        check_alpha_per(alpha_per)
         if heads.stats is None:
             raise ValueError("the bottleneck needs head statistics (Heads.fit_stats)")
         self.heads = heads
         self.register_buffer("mu", heads.stats.mean.to(heads.device, copy=True))
         self.register_buffer("sigma", heads.stats.std.to(heads.device).clamp(min=SIGMA_FLOOR))
-        self.alpha = nn.Parameter(torch.full_like(self.mu, alpha_init))
+        shape = self.mu.shape if alpha_per == "channel" else (*self.mu.shape[:2], 1)
+        self.alpha = nn.Parameter(
+            torch.full(shape, alpha_init, dtype=self.mu.dtype, device=self.mu.device)
+        )
         self._capacity: list[torch.Tensor | None] = []
         self._part: Part | None = None
 
     def lambdas(self) -> torch.Tensor:
-        return torch.sigmoid(self.alpha)
+        """(L, H, d): lambda of every channel (equal across a head's channels when shared)."""
+        return torch.sigmoid(self.alpha).expand_as(self.mu)
 
     def _apply(self, layer: int, ctx: torch.Tensor, generator: torch.Generator | None):
         kept = self.heads.kept[layer]

@@ -27,7 +27,7 @@ from hib.compensate import compensate as solve_compensation
 from hib.device import resolve_device
 from hib.distributed import LOCAL, World
 from hib.errors import HibError
-from hib.evaluate import EvalResult, eval_batch_size, evaluate
+from hib.evaluate import EvalResult, eval_batch_size, evaluate, pruned_model
 from hib.io import read_tensors
 from hib.layer_cache import LayerCache
 from hib.methods import METHODS, HeadMethod, get_method, method_class
@@ -310,6 +310,25 @@ class Run:
     def test_metric(self, mask: torch.Tensor) -> float:
         return self.split_metric("test", mask)
 
+    def rescorer(
+        self, name: str, seed: int | None = None, **options: Any
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Iterative pruning's re-scoring: mask -> `name`'s scores on the model with the mask's
+        heads physically removed, so a method meets only the heads that remain (a fit on the
+        masked model would see a removed head's fill as a context: HIB's bottleneck put noise
+        on it and charged its capacity). Memoised per mask: a sweep meets the same mask again
+        where two ratios prune as many heads (ratio 0 and the first step, for one)."""
+        fitted: dict[bytes, torch.Tensor] = {}
+
+        def rescore(mask: torch.Tensor) -> torch.Tensor:
+            key = mask.to(torch.bool).numpy().tobytes()
+            if key not in fitted:
+                model = pruned_model(self.model, mask, self.fill)
+                fitted[key] = self._method(name, seed, **options).score(model, self.split("train"))
+            return fitted[key]
+
+        return rescore
+
     def _seed_scores(self, name: str) -> list[torch.Tensor]:
         """A stochastic method (random) is a distribution, so its curve is a mean over seeds;
         others score once."""
@@ -339,8 +358,7 @@ class Run:
         if iterative:
             if method_class(name).stochastic:
                 raise HibError(f"--iterative makes no sense for {name} scores (a random draw)")
-            extra = self.tuned_options(name)
-            rescore = lambda mask: self.compute_scores(name, **extra)  # noqa: E731
+            rescore = self.rescorer(name, **self.tuned_options(name))
         metrics = {"curve": self.test_metric}
         if compensate is not None:
             metrics["curve_compensated"] = lambda mask: self.split_metric("test", mask, compensate)

@@ -98,8 +98,9 @@ def sweep(
     """The model's metric at each pruned fraction, evaluated at `precision` (with `cache`, from the
     deepest layer input each mask leaves unchanged).
 
-    rescore: iterative pruning; called with the current mask (active while it runs), returns
-    fresh scores; heads already removed stay removed. evaluate_masked: overrides how a mask is
+    rescore: iterative pruning; called with the current mask, returns fresh scores of the model
+    without the mask's heads (`Run.rescorer` prunes a copy; applying the mask is rescore's own
+    part); heads already removed stay removed. evaluate_masked: overrides how a mask is
     scored (the re-fit curve and the memoised test accuracy use it).
     """
     heads = model.heads()
@@ -111,8 +112,7 @@ def sweep(
         if rescore is None:
             mask = prune_mask(scores, n, min_per_layer)
         else:
-            with heads.masked(mask, fill):
-                fresh = rescore(mask)
+            fresh = rescore(mask)
             fresh = torch.where(mask, fresh, torch.full_like(fresh, -torch.inf))
             mask = prune_mask(fresh, n, min_per_layer)
         if evaluate_masked is not None:

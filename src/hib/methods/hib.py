@@ -3,17 +3,21 @@
 Only alpha is trained, the upstream and the task head stay frozen; the loss is
 task loss + beta * mean capacity. Each head's score is its capacity averaged over the last epoch.
 With several betas, the one whose pruning curve on the *validation* split has the largest
-area wins (never the test split).
+area wins (never the test split). Variants of the fit (`warmup`, `alpha_per`, `budget`):
+hib.methods.hib_fit and docs/method.md, "HIB variants".
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from hib.bottleneck import HeadBottleneck
+from hib.bottleneck import HeadBottleneck, check_alpha_per
 from hib.methods.base import HeadMethod
+from hib.methods.hib_fit import BetaWarmup, BudgetPenalty, CapacityPenalty
 from hib.methods.registry import register
 from hib.tasks.base import TaskModel
 
@@ -32,24 +36,44 @@ class HIB(HeadMethod):
         epochs: int = 2,
         lr: float = 1.0,  # Adam on alpha, as IBA fits its per-pixel alphas
         plateau_tol: float = 1e-3,
+        warmup: float = 0.0,  # fraction of the fit over which beta rises from 0 (BetaWarmup)
+        alpha_per: str = "channel",  # or "head": one alpha per head (HeadBottleneck)
+        budget: float | None = None,  # target pruned fraction (BudgetPenalty); None: every head
         **common,
     ):
         super().__init__(**common)
         self.beta, self.epochs, self.lr = beta, epochs, lr
         self.plateau_tol = plateau_tol
+        self.warmup, self.alpha_per = BetaWarmup.check(warmup), check_alpha_per(alpha_per)
+        self.budget = budget
+        self.penalty = CapacityPenalty() if budget is None else BudgetPenalty(budget)
         self.history: list[float] = []
+        self.betas: list[float] = []  # beta at each step of the last fit
 
     def options(self) -> dict:
-        return {**super().options(), "beta": self.beta, "epochs": self.epochs, "lr": self.lr}
+        variants = {"warmup": self.warmup, "alpha_per": self.alpha_per, "budget": self.budget}
+        return {
+            **super().options(),
+            "beta": self.beta,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            **variants,
+        }
 
     def score(self, model: TaskModel, data: Dataset) -> torch.Tensor:
         model.eval()
-        bottleneck = HeadBottleneck(model.heads())
+        bottleneck = HeadBottleneck(model.heads(), alpha_per=self.alpha_per)
         optimizer = torch.optim.Adam([bottleneck.alpha], lr=self.lr)
         generator = torch.Generator().manual_seed(self.seed)
-        self.history = []
-        steps = 0
-        for epoch in range(self.passes(self.epochs, data)):
+        passes = self.passes(self.epochs, data)
+        per_epoch = math.ceil(min(self.clips, len(data)) / self.batch_size)
+        schedule = BetaWarmup(self.beta, self.warmup, passes * per_epoch)
+        alive = model.heads().alive()
+        self.history, self.betas = [], []
+        steps, settled = 0, 0  # settled: the first epoch that starts with beta at full
+        for epoch in range(passes):
+            if not schedule.done(steps):
+                settled = epoch + 1
             cap_sum, count, loss_sum = torch.zeros(model.heads().shape), 0, 0.0
             batches = self.batches(model, data, epoch)
             for batch in tqdm(
@@ -58,7 +82,8 @@ class HIB(HeadMethod):
                 with bottleneck.attached(generator, batch.part):
                     task_loss = model.loss(batch)
                 capacity = bottleneck.capacity()
-                loss = task_loss + self.beta * capacity.mean()
+                self.betas.append(schedule(steps))
+                loss = task_loss + self.betas[-1] * self.penalty(capacity, alive)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.world.reduce_gradients([bottleneck.alpha], batch.part)
@@ -70,13 +95,14 @@ class HIB(HeadMethod):
             cap_sum = self.world.sum(cap_sum)  # every process's clips
             loss_sum, count = self.world.sum_floats(loss_sum, count)
             self.history.append(loss_sum / max(count, 1))
-            if steps >= self.min_steps and self._plateaued():
+            if steps >= self.min_steps and self._plateaued(settled):
                 break
         return cap_sum / max(count, 1)
 
-    def _plateaued(self) -> bool:
-        """The epoch loss improved by less than plateau_tol (relative) over the one before."""
-        if len(self.history) < 2:
+    def _plateaued(self, settled: int) -> bool:
+        """The epoch loss improved by less than plateau_tol (relative) over the one before;
+        only epochs from `settled` on count (a warming beta makes earlier losses lower)."""
+        if len(self.history) - settled < 2:
             return False
         before, now = self.history[-2], self.history[-1]
         return before - now < self.plateau_tol * abs(before)
