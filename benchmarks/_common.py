@@ -48,19 +48,28 @@ def model_and_clips(args: argparse.Namespace) -> tuple[UtteranceClassifier, Data
     return model, TensorDataset(waves, labels), f"{args.upstream}, random head, noise clips"
 
 
-def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    """(seconds, output) of `fn()`, waiting for the device before each clock read: CUDA kernels
-    run asynchronously, so without the waits the clock would stop before they finish."""
+def timed(
+    fn: Callable[[], Any], device: torch.device, clock: Callable[[], float] = time.perf_counter
+) -> tuple[float, Any]:
+    """(seconds by `clock`, output) of `fn()`, waiting for the device before each clock read:
+    CUDA kernels run asynchronously, so without the waits the clock would stop before they
+    finish. `time.process_time` counts this process's CPU seconds only, which other jobs on a
+    shared machine change far less than the wall clock."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     output = fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start, output
+    return clock() - start, output
 
 
-def one_pass(model: UtteranceClassifier, data: TensorDataset, batch_size: int) -> float:
+def one_pass(
+    model: UtteranceClassifier,
+    data: TensorDataset,
+    batch_size: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
     """Seconds for forward + backward (to the input) of the whole model over every clip: the
     unit in which a method's scoring cost is given."""
 
@@ -69,7 +78,7 @@ def one_pass(model: UtteranceClassifier, data: TensorDataset, batch_size: int) -
             waves = waves.clone().requires_grad_(True)
             F.cross_entropy(model(waves), labels).backward()
 
-    return timed(run, data.tensors[0].device)[0]
+    return timed(run, data.tensors[0].device, clock)[0]
 
 
 def time_interleaved(

@@ -7,7 +7,9 @@ heads (Whisper tiny: 4 layers x 6, width 384), 48 (Whisper base: 6 x 8, width 51
 the same clips (`_common.one_pass`), measured in the same run before and after each shape's
 and clip count's methods: a cell's ratio is what the method costs in passes, so timing one
 pass elsewhere (a GPU) predicts it there, within how differently the device speeds up the
-methods' smaller forwards.
+methods' smaller forwards. On the CPU the clock is this process's CPU time (best run with one
+thread: `OMP_NUM_THREADS=1`), which other jobs on a shared machine change far less than the
+wall clock; on an accelerator, wall time.
 
 Methods run their defaults except the cheap settings in `CHEAP` (recorded in the JSON). A cell
 predicted to take longer than `--cap` seconds is not run but extrapolated, and marked so: from
@@ -32,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -129,6 +132,11 @@ def classifier(
     return model.to(device)
 
 
+def clock_for(device: torch.device) -> Callable[[], float]:
+    """Process CPU seconds on the CPU; wall seconds on an accelerator, where the CPU waits."""
+    return time.process_time if device.type == "cpu" else time.perf_counter
+
+
 def greedy_over_ablation(n: int) -> float:
     """Greedy's passes over the clips over ablation's, for n heads (hib.methods.greedy)."""
     return (n * (n + 1) / 2 - 1 + n - 1) / (n + 1)
@@ -164,8 +172,9 @@ def measure_cell(
     """One shape at one clip count: the pass before and after, every method in between."""
     clips = len(data)
     device = data.tensors[0].device
+    clock = clock_for(device)
     n_heads = int(model.heads().alive().sum())
-    before = one_pass(model, data, batch)
+    before = one_pass(model, data, batch, clock)
     cell: dict[str, dict] = {}
     for name in methods:
         prediction = predict(name, clips, done, cell, n_heads)
@@ -178,7 +187,7 @@ def measure_cell(
             continue
         method = get_method(name, clips=clips, batch_size=batch, **CHEAP.get(name, {}))
         try:
-            seconds, _ = timed(lambda m=method: m.score(model, data), device)
+            seconds, _ = timed(lambda m=method: m.score(model, data), device, clock)
         except RuntimeError as exc:  # a method not yet ready for this device, say
             cell[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
             print(f"  {name}: {cell[name]['error']}", file=sys.stderr)
@@ -189,7 +198,7 @@ def measure_cell(
         if prediction is not None:
             cell[name]["predicted_ratio"] = prediction[0]
         print(f"  {name}: {seconds:.2f} s", file=sys.stderr)
-    after = one_pass(model, data, batch)
+    after = one_pass(model, data, batch, clock)
     pass_s = (before + after) / 2
     for entry in cell.values():
         if entry.get("measured"):
@@ -317,7 +326,9 @@ def main() -> None:
     parser.add_argument("--shapes", help=f"comma list of {', '.join(SHAPES)} (default: all)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
     parser.add_argument("--batch", type=int, default=32, help="every method's and the pass's")
-    parser.add_argument("--cap", type=float, default=300.0, help="seconds; longer: extrapolated")
+    parser.add_argument(
+        "--cap", type=float, default=300.0, help="seconds; a cell predicted longer is extrapolated"
+    )
     parser.add_argument("--json", type=Path, help="also write the record here")
     parser.add_argument("--quick", action="store_true", help="tiny shapes and clip counts")
     args = parser.parse_args()
@@ -338,6 +349,7 @@ def main() -> None:
     record = {
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "clock": "wall" if clock_for(device) is time.perf_counter else "process CPU time",
         "torch": torch.__version__,
         "clip_s": CLIP_SAMPLES / 16000,
         "batch": args.batch,
