@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from hib.data.utterances import UtteranceDataset
 from hib.downstream import UtteranceClassifier
@@ -40,12 +40,45 @@ def model_and_clips(args: argparse.Namespace) -> tuple[UtteranceClassifier, Data
         test = run.split("test")
         return run.model, test.subset(range(min(args.clips, len(test)))), f"run {args.run}"
     torch.manual_seed(0)
-    model = UtteranceClassifier.build(load_upstream(args.upstream), n_classes=12).eval()
+    model = UtteranceClassifier.build(load_upstream(args.upstream), classes=12).eval()
     generator = torch.Generator().manual_seed(0)
     waves = 0.1 * torch.randn(args.clips, 16000, generator=generator)
     labels = torch.randint(0, 12, (args.clips,), generator=generator)
     model.head_stats = model.heads().fit_stats(iter(waves[:256].split(64)), max_clips=256)
     return model, TensorDataset(waves, labels), f"{args.upstream}, random head, noise clips"
+
+
+def timed(
+    fn: Callable[[], Any], device: torch.device, clock: Callable[[], float] = time.perf_counter
+) -> tuple[float, Any]:
+    """(seconds by `clock`, output) of `fn()`, waiting for the device before each clock read:
+    CUDA kernels run asynchronously, so without the waits the clock would stop before they
+    finish. `time.process_time` counts this process's CPU seconds only, which other jobs on a
+    shared machine change far less than the wall clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = clock()
+    output = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return clock() - start, output
+
+
+def one_pass(
+    model: UtteranceClassifier,
+    data: TensorDataset,
+    batch_size: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """Seconds for forward + backward (to the input) of the whole model over every clip: the
+    unit in which a method's scoring cost is given."""
+
+    def run() -> None:
+        for waves, labels in DataLoader(data, batch_size=batch_size):
+            waves = waves.clone().requires_grad_(True)
+            F.cross_entropy(model(waves), labels).backward()
+
+    return timed(run, data.tensors[0].device, clock)[0]
 
 
 def time_interleaved(

@@ -26,7 +26,7 @@ from hib.upstream import load_upstream
 
 def build(upstream_name: str, batch: int) -> tuple[UtteranceClassifier, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    model = UtteranceClassifier.build(load_upstream(upstream_name), n_classes=12).eval()
+    model = UtteranceClassifier.build(load_upstream(upstream_name), classes=12).eval()
     waves = 0.1 * torch.randn(batch, 16000)
     labels = torch.randint(0, 12, (batch,))
     model.head_stats = model.heads().fit_stats(iter([waves]), max_clips=batch)

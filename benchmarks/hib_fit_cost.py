@@ -16,21 +16,12 @@ import json
 import time
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from _common import one_pass
+from torch.utils.data import TensorDataset
 
 from hib.downstream import UtteranceClassifier
 from hib.methods import get_method
 from hib.upstream import load_upstream
-
-
-def one_pass(model: UtteranceClassifier, data: TensorDataset, batch_size: int) -> float:
-    """Seconds for forward + backward (to the input) of the whole model over every clip."""
-    start = time.perf_counter()
-    for waves, labels in DataLoader(data, batch_size=batch_size):
-        waves = waves.clone().requires_grad_(True)
-        F.cross_entropy(model(waves), labels).backward()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -40,7 +31,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = UtteranceClassifier.build(load_upstream(args.upstream), n_classes=12).eval()
+    model = UtteranceClassifier.build(load_upstream(args.upstream), classes=12).eval()
     data = TensorDataset(0.1 * torch.randn(args.clips, 16000), torch.randint(0, 12, (args.clips,)))
     model.head_stats = model.heads().fit_stats(iter([data.tensors[0][:64]]), max_clips=64)
     one_pass(model, TensorDataset(*(t[: args.batch] for t in data.tensors)), args.batch)  # warm
