@@ -327,6 +327,11 @@ ROWS = [
         "'ks,nope': name each of ks, asr, sid, ic at most once",
     ),
     Row(
+        "demo-unknown-upstream",
+        lambda c: ["demo", "--upstream", "whisper-huge", "--out", str(c.tmp / "demo")],
+        "no packaged Whisper 'whisper-huge'",
+    ),
+    Row(
         "unknown-method",
         lambda c: ["score", str(c.run), "--method", "nope"],
         "unknown method 'nope'",

@@ -68,8 +68,11 @@ def test_options_for_a_method_not_compared_or_unknown_are_one_line(run_dir, opti
         compare(run, ["attattr"], seeds=1, clips=4, ratios=[0, 0.5], method_options=options)
 
 
-def test_the_cli_option_reaches_the_method(run_dir):  # noqa: F811
+def test_the_cli_option_and_grid_reach_the_method(run_dir):  # noqa: F811
     args = ["compare", str(run_dir), "--methods", "attattr", "--seeds", "1", "--clips", "4"]
-    assert main([*args, "--option", "attattr.steps=2"]) == 0
-    row = json.loads((run_dir / "results.json").read_text())["comparison"]["methods"]["attattr"]
+    assert main([*args, "--option", "attattr.steps=2", "--ratios", "0,0.5"]) == 0
+    comparison = json.loads((run_dir / "results.json").read_text())["comparison"]
+    row = comparison["methods"]["attattr"]
     assert row["steps"] == 2 and isinstance(row["steps"], int)  # read as YAML, not as text
+    assert comparison["ratios"] == [0.0, 0.5]
+    assert [p["ratio"] for p in row["curve"]] == [0.0, 0.5]

@@ -241,14 +241,18 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     from hib.compare import compare, format_table
     from hib.distributed import world
     from hib.pipeline import Run
+    from hib.prune import parse_ratios
 
     methods = None if args.methods == "all" else args.methods.split(",")
+    ratios = parse_ratios(args.ratios)
     run = _compensating(Run(args.run_dir, world=world()), args)
     table = compare(
         run,
         methods,
         seeds=args.seeds,
         clips=args.clips,
+        ratios=ratios,
+        min_steps=args.min_steps,
         compensate=args.compensate,
         method_options=_method_options(args.option),
     )
@@ -361,7 +365,8 @@ def _cmd_compare_tasks(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from hib.demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick, tasks=args.tasks)
+    extra = {} if args.upstream is None else {"upstream": args.upstream}
+    run_demo(Path(args.out), quick=args.quick, tasks=args.tasks, **extra)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -473,6 +478,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--clips", type=int, help="training clips per scoring (default: ks 500, asr 200)"
     )
     comp.add_argument(
+        "--ratios",
+        default="0:1:0.05",
+        help="pruned fractions of the curves: START:STOP:STEP or a comma list "
+        "(default 0:1:0.05; the demo's plans use coarser grids, hib/demo.py)",
+    )
+    comp.add_argument(
+        "--min-steps",
+        type=int,
+        help="the fitted methods' step floor, the same for every method (default: theirs)",
+    )
+    comp.add_argument(
         "--option",
         action="append",
         default=[],
@@ -531,6 +547,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_demo_tasks,
         default="ks,asr,sid,ic",
         help="comma-separated tasks, in order (default: ks,asr,sid,ic)",
+    )
+    demo.add_argument(
+        "--upstream",
+        help="a packaged Whisper: whisper-tiny.en (default) or whisper-base (`make whisper-base`)",
     )
     demo.set_defaults(func=_cmd_demo)
     return parser
