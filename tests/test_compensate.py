@@ -204,7 +204,7 @@ def test_pruned_copy_equals_the_compensated_mask_on_whisper_tiny_en(whisper_cach
 
 # --- in a run: curves, comparison, export, bad input ------------------------------------------
 def test_curve_compensated_is_a_curve_of_its_own(run_dir, monkeypatch):  # noqa: F811
-    import hib.pipeline
+    import hib.pipeline.compensation as compensating
 
     run = Run(run_dir, progress=False)
     run.compensate_clips = 16
@@ -212,9 +212,9 @@ def test_curve_compensated_is_a_curve_of_its_own(run_dir, monkeypatch):  # noqa:
     ratios = [0.0, 0.5, 1.0]
     plain = run.prune("random", ratios)
     solves = []
-    real = hib.pipeline.solve_compensation
+    real = compensating.solve_compensation
     monkeypatch.setattr(
-        hib.pipeline, "solve_compensation", lambda *a, **k: solves.append(1) or real(*a, **k)
+        compensating, "solve_compensation", lambda *a, **k: solves.append(1) or real(*a, **k)
     )
     record = run.prune("random", ratios, compensate="lsq")
     assert record["curve"] == plain["curve"]  # never mixed with the compensated one
