@@ -238,13 +238,13 @@ def _cmd_joint_prune(args: argparse.Namespace) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
-    from hib.compare import compare, format_table
+    from hib.compare import SWEEP, compare, format_table
     from hib.distributed import world
     from hib.pipeline import Run
     from hib.prune import parse_ratios
 
     methods = None if args.methods == "all" else args.methods.split(",")
-    ratios = parse_ratios(args.ratios)
+    ratios = SWEEP if args.ratios is None else parse_ratios(args.ratios)
     run = _compensating(Run(args.run_dir, world=world()), args)
     table = compare(
         run,
@@ -479,7 +479,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument(
         "--ratios",
-        default="0:1:0.05",
         help="pruned fractions of the curves: START:STOP:STEP or a comma list "
         "(default 0:1:0.05; the demo's plans use coarser grids, hib/demo.py)",
     )
