@@ -9,18 +9,17 @@ import torch
 from hib.checkpoint import load_run
 from hib.cli import main
 from hib.compare import compare, format_table
-from hib.compensate import Calibration, compensate
+from hib.compensate import KINDS, Calibration, compensate
 from hib.downstream import UtteranceClassifier
 from hib.errors import HibError
 from hib.evaluate import pruned_model
 from hib.pipeline import Run
+from hib.report import write_report
 from hib.tasks.base import Batch
 from tests.conftest import make_tiny_upstream
 from tests.test_pipeline import run_dir as run_dir  # noqa: F401  (module fixture)
 from tests.test_train import setup as setup  # noqa: F401  (module fixture)
 from tests.toy import ToyUpstream
-
-KINDS = ("lsq", "proj")
 
 
 def _seeded(seed: int) -> torch.Generator:
@@ -158,6 +157,65 @@ def test_it_lowers_every_layers_reconstruction_error(tmp_path, kind):
         assert plain[0] == pytest.approx(found.error_plain[0], rel=1e-3)
 
 
+def _layer_outputs(model, waves, mask=None, compensation=None) -> list[torch.Tensor]:
+    """Each layer's output (the raw states after layers 0..L-1), masked and compensated."""
+    heads = model.heads()
+    with ExitStack() as stack, torch.no_grad():
+        if mask is not None:
+            stack.enter_context(heads.masked(mask))
+        if compensation is not None:
+            stack.enter_context(compensation.applied(heads))
+        return model.upstream.layer_inputs(waves)[1:]
+
+
+def _fc2_normal_equations(model, waves, mask, found) -> float:
+    """How far layer 0's output residual (to the unpruned output) is from orthogonal to fc2's
+    inputs and to a constant: 0 at a least-squares fit of fc2, relative to its scale."""
+    fc2 = model.upstream.feed_forward_out(0)
+    hidden = []
+    handle = fc2.register_forward_hook(lambda _m, a, _y: hidden.append(a[0]))
+    try:
+        ours = _layer_outputs(model, waves, mask, found)[0]
+    finally:
+        handle.remove()
+    h = hidden[0].reshape(-1, fc2.in_features).double()
+    h = torch.cat([h, torch.ones(len(h), 1, dtype=h.dtype)], 1)
+    e = (ours - _layer_outputs(model, waves)[0]).reshape(-1, fc2.out_features).double()
+    return float((h.T @ e).abs().max() / (h.abs().mean() * e.abs().mean() * len(h)))
+
+
+def test_ffn_is_the_least_squares_fit_of_the_layer_output(tmp_path):
+    """ffn re-fits each layer's fc2 to the unpruned layer output: on the calibration clips the
+    layer-0 output's residual is orthogonal to every fc2 input and to a constant (the normal
+    equations of a plain least squares, ridge 0; proj's residual is not), its error is what
+    the solve reports, and every layer's output is closer to the unpruned one than with proj or
+    the plain mask."""
+    model, waves = _tiny_whisper(tmp_path)
+    calibration = _calibration(model, waves)
+    mask = torch.tensor([[True, False, False, True], [False, True, True, True]])
+    found = compensate(model, mask, calibration, "ffn", ridge=0.0)
+    proj = compensate(model, mask, calibration, "proj")
+    ours = _fc2_normal_equations(model, waves, mask, found)
+    assert ours < 1e-2 and _fc2_normal_equations(model, waves, mask, proj) > 100 * ours
+    reference = _layer_outputs(model, waves)
+    outputs = [_layer_outputs(model, waves, mask, c) for c in (found, proj, None)]
+    assert float(((outputs[0][0] - reference[0]) ** 2).mean()) == pytest.approx(
+        found.ffn_error[0], rel=1e-3
+    )
+    assert all(f < p for f, p in zip(found.ffn_error, found.ffn_error_plain, strict=True))
+    for layer, ref in enumerate(reference):
+        errors = [float(((x[layer] - ref) ** 2).mean()) for x in outputs]
+        assert errors[0] < errors[1] < errors[2], (layer, errors)
+
+
+def test_ffn_refuses_a_post_ln_upstream_in_one_line(tmp_path):
+    waves = 0.1 * torch.randn(16, 16000, generator=_seeded(6))
+    model = _model(make_tiny_upstream("wav2vec2", tmp_path), waves)  # post-LN base layout
+    mask = torch.tensor([[True, False, True, False], [True, True, True, True]])
+    with pytest.raises(HibError, match=r"norm after their feed-forward \(post-LN\)"):
+        compensate(model, mask, _calibration(model, waves), "ffn")
+
+
 def test_nothing_pruned_leaves_the_model_unchanged(tmp_path):
     model, waves = _tiny_whisper(tmp_path)
     mask = torch.ones(model.heads().shape, dtype=torch.bool)
@@ -181,8 +239,11 @@ def _max_diff_of_prune_and_mask(model, found, waves) -> float:
         return float((physical(waves) - masked).abs().max())
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("upstream", ["whisper", "wav2vec2"])
+@pytest.mark.parametrize(
+    ("kind", "upstream"),
+    [("lsq", "whisper"), ("proj", "whisper"), ("ffn", "whisper")]
+    + [("lsq", "wav2vec2"), ("proj", "wav2vec2"), ("ffn", "hubert")],
+)
 def test_pruned_copy_equals_the_compensated_mask(tmp_path, kind, upstream):
     waves = 0.1 * torch.randn(24, 16000, generator=_seeded(4))
     model = _model(make_tiny_upstream(upstream, tmp_path), waves)
@@ -243,6 +304,11 @@ def test_compare_gets_a_compensated_column(run_dir):  # noqa: F811
     stored = json.loads((run_dir / "results.json").read_text())["comparison"]
     assert stored["compensate"]["kind"] == "proj"
     assert "AUC comp." in format_table(table, run.metric)
+    html = write_report(run_dir).read_text()
+    section = html[html.index("Comparison of every method") :]
+    assert "<th>AUC compensated</th>" in section and "least-squares repair" in section
+    row = section[section.index("<tr><th>random</th>") :].split("</tr>")[0]
+    assert f"<td>{100 * table['random']['auc_compensated']:.1f} %</td>" in row
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -3,6 +3,7 @@
 
 import pytest
 
+from hib.compensate import check_clips, check_kind
 from hib.config import load_config, packaged_config
 from hib.demo import PLANS, QUICK_PLANS, TASKS, demo_plans, run_demo
 from hib.errors import UpstreamError
@@ -21,6 +22,8 @@ def test_every_plan_is_runnable_as_written(plans):
         assert all(0 < r < 1 for r in plan.refit_ratios)
         for method, options in plan.compare_options.items():
             assert get_method(method, **options).options().items() >= options.items()
+        if plan.compare_compensate is not None:
+            assert check_kind(plan.compare_compensate) and check_clips(plan.compensate_clips)
 
 
 @pytest.mark.parametrize("quick", [False, True], ids=["demo", "quick"])

@@ -312,7 +312,8 @@ def _add_compensate(parser: argparse.ArgumentParser, what: str) -> None:
         "--compensate",
         choices=KINDS,
         help=f"also {what} after a least-squares repair of each pruned layer: lsq, per-head "
-        "scales (Kwon et al. 2022); proj, the kept heads' out_proj columns (docs/method.md)",
+        "scales (Kwon et al. 2022); proj, the kept heads' out_proj columns; ffn, proj and each "
+        "layer's feed-forward output projection, pre-LN layers only (docs/method.md)",
     )
     parser.add_argument(
         "--compensate-clips",

@@ -64,7 +64,8 @@ def panels_figure(
     methods: dict, order: list[str], metric: Metric, unpruned: float | None, path: Path
 ) -> Path:
     """Small multiples: one panel per method in `order` (best first), each with HIB and random
-    behind it on the same axes, so 14 curves never tangle into one plot."""
+    behind it on the same axes, so 14 curves never tangle into one plot; a compensated
+    comparison adds the method's compensated curve, dotted."""
     cols = min(len(order), 4)
     rows = -(-len(order) // cols)
     fig, axes = plt.subplots(
@@ -77,6 +78,9 @@ def panels_figure(
             if other != name and methods.get(other, {}).get("curve"):
                 _plot_curve(ax, methods[other]["curve"], "--", color=color, lw=1, label=other)
         _plot_curve(ax, methods[name]["curve"], "-o", color="C0", markersize=3, label=name)
+        if methods[name].get("curve_compensated"):
+            compensated = methods[name]["curve_compensated"]
+            _plot_curve(ax, compensated, ":^", color="C1", markersize=3, label="compensated")
         if unpruned is not None:
             ax.axhline(unpruned, color="gray", lw=0.6, ls=":")
         area = methods[name].get("auc")

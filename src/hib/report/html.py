@@ -68,15 +68,24 @@ def by_auc(methods: dict, metric: Metric) -> list[str]:
 
 
 def _comparison_table(methods: dict, metric: Metric) -> str:
+    """One row per method, best AUC first; a compensated comparison adds its own AUC and the
+    compensated metric at 40 % (never mixed into the plain columns)."""
     at = [f"{metric.name}@{int(x * 100)} %" for x in TABLE_RATIOS]
     header = ["method", f"AUC (0-90 %, {metric.name})", "± std", *at]
+    compensated = any("auc_compensated" in r for r in methods.values())
+    if compensated:
+        header += ["AUC compensated", "± std", f"{metric.name}@40 % compensated"]
     header += ["Spearman vs ablation", "stability", "seconds"]
-    rows = [
-        [name, _pct(r["auc"]), _pct(r["auc_std"])]
-        + [_pct(r.get(f"{metric.name}@{int(x * 100)}")) for x in TABLE_RATIOS]
-        + [_num(r["spearman_ablation"]), _num(r["stability"]), _num(r["seconds"], 1)]
-        for name, r in ((n, methods[n]) for n in by_auc(methods, metric))
-    ]
+    rows = []
+    for name in by_auc(methods, metric):
+        r = methods[name]
+        row = [name, _pct(r["auc"]), _pct(r["auc_std"])]
+        row += [_pct(r.get(f"{metric.name}@{int(x * 100)}")) for x in TABLE_RATIOS]
+        if compensated:
+            row += [_pct(r.get("auc_compensated")), _pct(r.get("auc_compensated_std"))]
+            row += [_pct(r.get(f"{metric.name}@40_compensated"))]
+        row += [_num(r["spearman_ablation"]), _num(r["stability"]), _num(r["seconds"], 1)]
+        rows.append(row)
     return _html_table(header, rows)
 
 
@@ -101,9 +110,21 @@ def _comparison_section(results: dict, run_dir: Path) -> str:
 fractions {", ".join(f"{r:g}" for r in comparison["ratios"])}; no retraining. AUC is the mean
 {metric.name} over pruned fractions 0-90 % ({"higher" if metric.higher_is_better else "lower"}
 is better; best first); Spearman is against single-head ablation scores; stability is the mean
-pairwise Spearman of scores across seeds; seconds per scoring. One panel per method, in the
-table's order, with HIB and random dashed behind it; then each method's scores.</p>
+pairwise Spearman of scores across seeds; seconds per scoring.{_compensation_note(comparison)}
+One panel per method, in the table's order, with HIB and random dashed behind it; then each
+method's scores.</p>
 {_comparison_table(methods, metric)}{_img(panels)}{_img(heatmaps)}"""
+
+
+def _compensation_note(comparison: dict) -> str:
+    record = comparison.get("compensate")
+    if not record:
+        return ""
+    return (
+        f" Compensated columns and the dotted curves: every method's masks after the"
+        f" <code>{html.escape(str(record['kind']))}</code> least-squares repair of each pruned"
+        f" layer on {record['clips']} training clips (hib.compensate), no retraining."
+    )
 
 
 def _generalization_section(results: dict) -> str:

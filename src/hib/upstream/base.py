@@ -90,6 +90,12 @@ class Upstream(nn.Module):
     """Each layer adds its attention block's output to the layer's input (true of every
     transformers encoder here): the residual stream compensation reconstructs (hib.compensate)."""
 
+    def feed_forward_out(self, index: int) -> nn.Linear | None:
+        """The linear layer whose output layer `index` adds to its residual stream last (the
+        feed-forward's output projection of a pre-LN layer: output = stream + this(...)), which
+        compensation may re-fit (hib.compensate, kind `ffn`); None where a norm follows it."""
+        return None
+
     def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(B, N) waveforms -> (B, T, D), the input of layer 0."""
         raise NotImplementedError

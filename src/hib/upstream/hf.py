@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import torch
+from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, WhisperModel
 
 from hib.errors import UpstreamError
@@ -137,6 +138,12 @@ class HFUpstream(Upstream):
 
     def run_layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
         return self.model.encoder.layers[index](hidden, attention_mask=None)
+
+    def feed_forward_out(self, index: int) -> nn.Linear | None:
+        """Pre-LN layers only: a post-LN layer norms after its feed-forward's residual sum."""
+        if not self._stable_layer_norm:
+            return None
+        return self.model.encoder.layers[index].feed_forward.output_dense
 
     def finish(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.model.encoder.layer_norm(hidden) if self._stable_layer_norm else hidden

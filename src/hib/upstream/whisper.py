@@ -121,6 +121,9 @@ class WhisperEncoderUpstream(Upstream):
     def finish(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.encoder.layer_norm(hidden)
 
+    def feed_forward_out(self, index: int) -> nn.Linear:
+        return self.encoder.layers[index].fc2  # pre-LN: output = stream + fc2(gelu(fc1(LN)))
+
     def attention_blocks(self) -> list[AttentionBlock]:
         return [
             AttentionBlock(layer=i, module=layer.self_attn, head_dim=layer.self_attn.head_dim)
