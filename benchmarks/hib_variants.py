@@ -42,9 +42,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "clips=2000": ("hib", {"clips": 2000}),
     "compensate-lsq": ("hib", {}),
     "compensate-proj": ("hib", {}),
+    "compensate-ffn": ("hib", {}),
     "iterative": ("hib", {}),
 }
-COMPENSATED = {"compensate-lsq": "lsq", "compensate-proj": "proj"}
+COMPENSATED = {"compensate-lsq": "lsq", "compensate-proj": "proj", "compensate-ffn": "ffn"}
 SCORED: dict[tuple, torch.Tensor] = {}
 
 
