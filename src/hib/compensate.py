@@ -114,10 +114,10 @@ class Compensation:
     seconds: float = 0.0
 
     def digest(self) -> str:
-        """sha1 of what decides the compensated model (mask, scales, bias, columns)."""
+        """sha1 of what decides the compensated model (mask, scales, bias, columns, ffn)."""
         digest = hashlib.sha1(f"{self.kind}{self.first_layer}".encode())
-        tensors = [self.mask.to(torch.bool), self.scales, self.bias, self.columns]
-        for tensor in tensors + [self.ffn_columns, self.ffn_bias]:
+        digest.update(self.mask.to(torch.bool).contiguous().numpy().tobytes())
+        for tensor in (self.scales, self.bias, self.columns, self.ffn_columns, self.ffn_bias):
             if tensor is not None:
                 digest.update(tensor.float().contiguous().numpy().tobytes())
         return digest.hexdigest()
